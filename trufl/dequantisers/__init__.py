@@ -1,0 +1,8 @@
+"""Dequantisers: categories ↔ continuous latents, all behind one interface."""
+
+from .argmax import ArgmaxDequantiser
+from .base import Dequantiser
+from .catnf import CatNFDequantiser
+from .trufl import TruflDequantiser
+
+__all__ = ["Dequantiser", "TruflDequantiser", "CatNFDequantiser", "ArgmaxDequantiser"]

@@ -1,0 +1,124 @@
+"""Argmax flows (Hoogeboom, Nielsen, Jaini, Forré, Welling, NeurIPS 2021).
+
+* ``binary`` (D = ⌈log₂K⌉): ``u ~ N(μ_x, σ_x)``, ``z_d = (2·bit_d(x) − 1)·softplus(u_d)``;
+  decode ``bits = 1[z > 0]``. Codes ≥ K are *not* in any support: ``in_support``
+  is false there and ``decode`` returns ``INVALID`` (the reference code silently
+  maps them to a valid symbol).
+* ``onehot`` (D = K): ``v ~ N(μ_x, σ_x)``, ``z_x = v_x`` and
+  ``z_i = v_x − softplus(v_x − v_i)`` for i ≠ x, so ``argmax z = x``.
+
+Supports are disjoint, so the Bayes decoder is exact: ``log p(x|z) = 0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .base import NEG_INF, Dequantiser, bounded, gaussian_log_pdf, select_rows
+
+VARIANTS = ("binary", "onehot")
+
+
+def inverse_softplus(y: Tensor) -> Tensor:
+    """softplus⁻¹(y) = log(expm1(y)) for y > 0, stable for large and small y."""
+    return y + torch.log(-torch.expm1(-y))
+
+
+def required_dim(num_categories: int, variant: str) -> int:
+    return max(1, math.ceil(math.log2(num_categories))) if variant == "binary" else num_categories
+
+
+class ArgmaxDequantiser(Dequantiser):
+    """Argmax-flow dequantiser with a Gaussian base per category.
+
+    Args:
+        num_categories: K.
+        dim: must be ``None`` (derived) or equal to ⌈log₂K⌉ (binary) / K (one-hot).
+        variant: ``binary`` or ``onehot``.
+        max_log_scale: bound on |log σ|.
+        context_dim: width of an optional per-token context shifting μ and log σ.
+    """
+
+    def __init__(
+        self,
+        num_categories: int,
+        dim: int | None = None,
+        variant: str = "binary",
+        max_log_scale: float = 3.0,
+        context_dim: int = 0,
+    ):
+        if variant not in VARIANTS:
+            raise ValueError(f"flow.variant must be one of {VARIANTS}, got {variant!r}")
+        need = required_dim(num_categories, variant)
+        if dim is not None and dim != need:
+            raise ValueError(
+                f"flow.dim={dim} but argmax/{variant} with K={num_categories} needs dim={need}; "
+                "leave flow.dim=null to derive it"
+            )
+        super().__init__(num_categories, need, context_dim)
+        self.variant = variant
+        self.max_log_scale = max_log_scale
+        self.mean = nn.Parameter(torch.zeros(num_categories, need))
+        self.raw_log_std = nn.Parameter(torch.zeros(num_categories, need))
+        k = torch.arange(num_categories)
+        if variant == "binary":
+            bits = torch.stack([(k >> d) & 1 for d in range(need)], dim=-1)
+            self.register_buffer("signs", (2 * bits - 1).float())  # [K, D]
+        self.context_net = nn.Linear(context_dim, num_categories * need * 2) if context_dim > 0 else None
+        if self.context_net is not None:
+            nn.init.zeros_(self.context_net.weight)
+            nn.init.zeros_(self.context_net.bias)
+
+    def _gaussian(self, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        mean, raw = self.mean, self.raw_log_std
+        if self.context_net is not None and context is not None:
+            extra = self.context_net(context).view(*context.shape[:-1], self.num_categories, self.dim, 2)
+            mean, raw = mean + extra[..., 0], raw + extra[..., 1]
+        return mean, bounded(raw, self.max_log_scale)
+
+    def sample(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        mean, log_std = (select_rows(t, x) for t in self._gaussian(context))
+        u = mean + log_std.exp() * torch.randn_like(mean)
+        log_q = gaussian_log_pdf(u, mean, log_std).sum(-1)
+        if self.variant == "binary":
+            z = self.signs[x.long()] * F.softplus(u)
+            return z, log_q - F.logsigmoid(u).sum(-1)
+        top = u.gather(-1, x.long().unsqueeze(-1))
+        gap = top - u
+        z = torch.where(F.one_hot(x.long(), self.dim).bool(), u, top - F.softplus(gap))
+        log_jac = torch.where(F.one_hot(x.long(), self.dim).bool(), 0.0, F.logsigmoid(gap)).sum(-1)
+        return z, log_q - log_jac
+
+    def code(self, z: Tensor) -> Tensor:
+        """The category z's region encodes ``[...]`` (may be ≥ K for binary)."""
+        if self.variant == "onehot":
+            return z.argmax(-1)
+        weights = 2 ** torch.arange(self.dim, device=z.device)
+        return ((z > 0).long() * weights).sum(-1)
+
+    def support_boxes(self) -> tuple[Tensor, Tensor] | None:
+        if self.variant == "onehot":  # every z has an argmax < K
+            return None
+        inf = torch.full_like(self.signs, float("inf"))
+        zero = torch.zeros_like(self.signs)
+        return torch.where(self.signs > 0, zero, -inf), torch.where(self.signs > 0, inf, zero)
+
+    def log_prob_all(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        mean, log_std = self._gaussian(context)  # [(...), K, D]
+        K = self.num_categories
+        own = F.one_hot(self.code(z).clamp_max(K - 1), K).bool() & (self.code(z) < K).unsqueeze(-1)  # [..., K]
+        zk = z.unsqueeze(-2)  # [..., 1, D]
+        if self.variant == "binary":
+            u = inverse_softplus(zk.abs().clamp_min(1e-30)).expand(*z.shape[:-1], K, self.dim)
+            log_q = (gaussian_log_pdf(u, mean, log_std) - F.logsigmoid(u)).sum(-1)
+        else:
+            top = z.max(-1, keepdim=True).values.unsqueeze(-2)  # [..., 1, 1]
+            is_top = F.one_hot(z.argmax(-1), self.dim).bool().unsqueeze(-2)
+            gap = inverse_softplus((top - zk).clamp_min(1e-30))
+            u = torch.where(is_top, zk, top - gap)
+            log_q = (gaussian_log_pdf(u, mean, log_std) - torch.where(is_top, 0.0, F.logsigmoid(gap))).sum(-1)
+        return torch.where(own, log_q, torch.full_like(log_q, NEG_INF))

@@ -1,0 +1,114 @@
+"""The one interface every dequantiser shares (DESIGN.md §2).
+
+Shapes: ``x`` is ``[...]`` (integer categories), ``z`` is ``[..., D]``, ``context``
+(optional) is ``[..., C]``. Every method broadcasts over the leading ``...`` so the
+model, metrics and sampling are written once for all dequantisers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+NEG_INF = float("-inf")
+
+
+class Dequantiser(nn.Module):
+    """Maps categories to continuous latents and back.
+
+    Subclasses implement :meth:`sample` and :meth:`log_prob_all`; the decoder is
+    the Bayes posterior of the encoder, ``p(k|z) ∝ q(z|k) p̃(k)`` with ``p̃``
+    uniform, unless a subclass overrides :meth:`decoder_log_prob`.
+    """
+
+    #: invalid category returned by :meth:`decode` for z outside every support
+    INVALID = -1
+
+    def __init__(self, num_categories: int, dim: int, context_dim: int = 0):
+        super().__init__()
+        if num_categories < 2:
+            raise ValueError(f"num_categories must be >= 2, got {num_categories}")
+        if dim < 1:
+            raise ValueError(f"flow.dim must be >= 1, got {dim}")
+        self.num_categories = int(num_categories)
+        self.dim = int(dim)
+        self.context_dim = int(context_dim)
+
+    # -- the interface --------------------------------------------------------
+    def sample(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Draw ``z ~ q(z|x)``: returns ``z [..., D]`` and ``log q(z|x) [...]``."""
+        raise NotImplementedError
+
+    def log_prob_all(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """``log q(z|k)`` for every k: ``[..., K]``, ``-inf`` outside k's support."""
+        raise NotImplementedError
+
+    def decoder_log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """``log p(k|z)`` ``[..., K]``; rows outside every support are all ``-inf``."""
+        log_q = self.log_prob_all(z, context)
+        norm = torch.logsumexp(log_q, dim=-1, keepdim=True)
+        # Outside every support the posterior is undefined; keep it at -inf
+        # rather than letting logsumexp produce NaN (-inf - -inf).
+        return torch.where(torch.isfinite(norm), log_q - norm, torch.full_like(log_q, NEG_INF))
+
+    def decode(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """Argmax of the decoder ``[...]``; :attr:`INVALID` where z is in no support."""
+        log_p = self.decoder_log_prob(z, context)
+        k = log_p.argmax(dim=-1)
+        return torch.where(torch.isfinite(log_p).any(dim=-1), k, torch.full_like(k, self.INVALID))
+
+    def in_support(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """``[...]`` bool: z lies in the support of some category."""
+        return torch.isfinite(self.log_prob_all(z, context)).any(dim=-1)
+
+    def recon_log_prob(self, x: Tensor, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """Estimate of ``E_q[log p(x|z)]`` per token ``[...]`` for the loss.
+
+        The value is ``log p(x|z)`` at the sample; subclasses may return an exact
+        expectation or add a zero-valued surrogate so the *gradient* accounts for
+        what the pathwise derivative misses (TRUFL's box faces).
+        """
+        return gather(self.decoder_log_prob(z, context), x)
+
+    def support_boxes(self) -> tuple[Tensor, Tensor] | None:
+        """The support of q(z) as a union of boxes ``lo, hi [K, D]`` in z-space
+        (context-free parameters), or ``None`` when it is all of R^D."""
+        return None
+
+    # -- helpers --------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return f"K={self.num_categories}, D={self.dim}, context_dim={self.context_dim}"
+
+    def summary(self) -> dict:
+        """Learned quantities worth reporting in ``results.json`` (override)."""
+        return {}
+
+
+def gather(values: Tensor, index: Tensor) -> Tensor:
+    """``values[..., index]`` for ``values [..., K]`` and ``index [...]``."""
+    return values.gather(-1, index.long().unsqueeze(-1)).squeeze(-1)
+
+
+def select_rows(params: Tensor, x: Tensor) -> Tensor:
+    """Rows of ``params [K, D]`` or ``[..., K, D]`` for categories ``x [...]`` → ``[..., D]``."""
+    if params.dim() == 2:
+        return params[x.long()]
+    index = x.long()[..., None, None].expand(*x.shape, 1, params.shape[-1])
+    return params.expand(*x.shape, *params.shape[-2:]).gather(-2, index).squeeze(-2)
+
+
+def logistic_log_pdf(e: Tensor) -> Tensor:
+    """Log density of the standard logistic, elementwise."""
+    return -nn.functional.softplus(e) - nn.functional.softplus(-e)
+
+
+def gaussian_log_pdf(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """Log density of N(mean, exp(log_std)^2), elementwise."""
+    return -0.5 * ((u - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
+
+
+def bounded(raw: Tensor, bound: float) -> Tensor:
+    """Squash to (-bound, bound) smoothly (log-scales that cannot blow up)."""
+    return bound * torch.tanh(raw / bound)

@@ -1,0 +1,61 @@
+"""Logger factories referenced by ``conf/logger/*.yaml``."""
+
+from __future__ import annotations
+
+import netrc
+import os
+
+from pytorch_lightning.loggers import WandbLogger
+
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+
+
+def wandb_api_key_configured() -> bool:
+    """True when W&B could authenticate: WANDB_API_KEY or a netrc entry."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators(os.environ.get("WANDB_BASE_URL", "api.wandb.ai").split("//")[-1]) is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+def resolve_wandb_mode(mode: str = "auto") -> str:
+    """``auto``: honour WANDB_MODE if set, else online with a key and offline without one."""
+    if mode not in WANDB_MODES:
+        raise ValueError(f"logger.mode must be one of {WANDB_MODES}, got {mode!r}")
+    if mode != "auto":
+        return mode
+    env = os.environ.get("WANDB_MODE")
+    if env in ("online", "offline", "disabled", "dryrun"):
+        return "offline" if env == "dryrun" else env
+    return "online" if wandb_api_key_configured() else "offline"
+
+
+def wandb_logger(
+    project: str = "trufl",
+    save_dir: str = ".",
+    mode: str = "auto",
+    name: str | None = None,
+    group: str | None = None,
+    entity: str | None = None,
+    tags: list[str] | None = None,
+) -> WandbLogger:
+    """A Lightning W&B logger, offline when no API key is configured (sync later
+    with ``wandb sync <run dir>``)."""
+    resolved = resolve_wandb_mode(mode)
+    os.makedirs(save_dir, exist_ok=True)
+    return WandbLogger(
+        project=project, save_dir=save_dir, name=name, group=group, entity=entity,
+        tags=list(tags) if tags else None, mode=resolved,
+    )
+
+
+def close_loggers(loggers) -> None:
+    """Finish the W&B run (so each job of a multirun gets its own run)."""
+    for logger in loggers or []:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()

@@ -1,0 +1,167 @@
+"""The LightningModule shared by every dequantiser and prior (DESIGN.md §1).
+
+    log p(x) >= E_q[log p(x|z)] + E_q[log p(z) - log q(z|x)]
+                 \\__ recon __/     \\________ -KL ________/
+
+Loss per token (nats): ``-(recon_weight·recon + kl_weight·(log p(z) - log q(z|x)))``
+with the weighting schedule's factors applied; reported bounds use weights 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from .dequantisers.base import Dequantiser, gather
+from .metrics import DETERMINISM_THRESHOLD, LN2, log_support_mass
+from .priors.base import Prior
+from .weighting import Constant
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN/inf; the message names the step and the term."""
+
+
+class DequantisationModel(pl.LightningModule):
+    """Dequantiser + flow prior + Bayes decoder, trained on a weighted ELBO.
+
+    Args:
+        dequantiser: any :class:`~trufl.dequantisers.Dequantiser`.
+        prior: any :class:`~trufl.priors.Prior` over ``[B, T, D]``.
+        weighting: schedule returning ``(recon_factor, kl_factor)`` per step.
+        recon_weight, kl_weight: the loss weights (top-level config keys).
+        lr, weight_decay: Adam(W) settings.
+        iw_samples: k for ``test/iwbo_bits``.
+        log_z_samples: prior samples for a Monte Carlo ``test/log_Z``.
+        check_finite_every: check the loss terms for NaN/inf every n steps (0: never).
+    """
+
+    def __init__(
+        self,
+        dequantiser: Dequantiser,
+        prior: Prior,
+        weighting=None,
+        recon_weight: float = 1.0,
+        kl_weight: float = 1.0,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        iw_samples: int = 16,
+        log_z_samples: int = 256,
+        check_finite_every: int = 1,
+    ):
+        super().__init__()
+        self.dequantiser = dequantiser
+        self.prior = prior
+        self.weighting = weighting or Constant()
+        self.recon_weight, self.kl_weight = float(recon_weight), float(kl_weight)
+        self.lr, self.weight_decay = lr, weight_decay
+        self.iw_samples, self.log_z_samples = iw_samples, log_z_samples
+        self.check_finite_every = check_finite_every
+        self.log_z_info: dict = {}
+        self.save_hyperparameters(ignore=["dequantiser", "prior", "weighting"])
+
+    # -- the bound --------------------------------------------------------------
+    def terms(self, x: Tensor, mask: Tensor) -> dict[str, Tensor]:
+        """Per-token terms ``[B, T]`` of one sample z ~ q(z|x)."""
+        deq = self.dequantiser
+        z, log_q = deq.sample(x)
+        recon = deq.recon_log_prob(x, z)
+        log_p = self.prior.log_prob(z, mask)
+        with torch.no_grad():
+            log_post = deq.decoder_log_prob(z)
+            log_px = gather(log_post, x)
+            correct = (log_post.argmax(-1) == x) & torch.isfinite(log_px)
+        return {"recon": recon, "log_p": log_p, "log_q": log_q, "log_px": log_px, "correct": correct, "z": z}
+
+    def _metrics(self, t: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
+        n = mask.sum().clamp_min(1)
+        mean = lambda v: torch.where(mask, v, torch.zeros_like(v)).sum() / n  # noqa: E731
+        recon_bits = -mean(t["recon"].detach()) / LN2
+        kl_bits = mean((t["log_q"] - t["log_p"]).detach()) / LN2
+        return {
+            "nll_bits": recon_bits + kl_bits,
+            "recon_bits": recon_bits,
+            "kl_bits": kl_bits,
+            "determinism": mean((t["log_px"] >= math.log(DETERMINISM_THRESHOLD)).float()),
+            "decode_acc": mean(t["correct"].float()),
+        }
+
+    def _log_split(self, split: str, metrics: dict[str, Tensor], n_tokens: int, **kw) -> None:
+        for name, value in metrics.items():
+            self.log(f"{split}/{name}", value, batch_size=n_tokens, **kw)
+
+    # -- steps -------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        x, mask = batch["x"], batch["mask"]
+        t = self.terms(x, mask)
+        recon_f, kl_f = self.weighting(self.global_step)
+        per_token = -(self.recon_weight * recon_f * t["recon"] + self.kl_weight * kl_f * (t["log_p"] - t["log_q"]))
+        n = mask.sum().clamp_min(1)
+        loss = torch.where(mask, per_token, torch.zeros_like(per_token)).sum() / n
+        if self.check_finite_every and self.global_step % self.check_finite_every == 0:
+            self._check_finite(loss, t, mask)
+        self.log("loss", loss, prog_bar=True, logger=False, batch_size=int(n))
+        self._log_split("train", self._metrics(t, mask), int(n), on_step=True, on_epoch=False)
+        return loss
+
+    def _check_finite(self, loss: Tensor, t: dict[str, Tensor], mask: Tensor) -> None:
+        names = ("recon", "log_p", "log_q")
+        sums = torch.stack([loss] + [torch.where(mask, t[k], torch.zeros_like(t[k])).sum() for k in names])
+        finite = torch.isfinite(sums.detach()).tolist()  # one device sync for all terms
+        if all(finite):
+            return
+        bad = [k for k, ok in zip(("loss",) + names, finite) if not ok]
+        path = None
+        if self.trainer is not None and self.trainer.log_dir:
+            path = f"{self.trainer.default_root_dir}/checkpoints/nonfinite-step{self.global_step}.ckpt"
+            self.trainer.save_checkpoint(path)
+        raise NonFiniteLossError(
+            f"non-finite loss at step {self.global_step}: term(s) {bad} are NaN/inf "
+            f"(recon = log p(x|z), log_p = prior, log_q = dequantiser); checkpoint before the step: {path}"
+        )
+
+    def _eval_step(self, split: str, batch: dict) -> None:
+        x, mask = batch["x"], batch["mask"]
+        t = self.terms(x, mask)
+        n = int(mask.sum())
+        self._log_split(split, self._metrics(t, mask), n, on_step=False, on_epoch=True)
+        if split == "test" and self.iw_samples > 0:
+            self.log("test/iwbo_bits", -self.iwbo(x, mask).sum() / n / LN2, batch_size=n, on_epoch=True)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def on_test_epoch_end(self) -> None:
+        x_len = self.trainer.datamodule.seq_len if self.trainer and self.trainer.datamodule else 1
+        self.log_z_info = log_support_mass(self.dequantiser, self.prior, x_len, self.log_z_samples)
+        self.log("test/log_Z", self.log_z_info["log_Z"])
+
+    @torch.no_grad()
+    def iwbo(self, x: Tensor, mask: Tensor, k: int | None = None) -> Tensor:
+        """Importance-weighted bound per sequence ``[B]`` (nats) with k samples."""
+        k = k or self.iw_samples
+        log_w = []
+        for _ in range(k):  # a loop, not a k-times larger batch: bounded memory
+            z, log_q = self.dequantiser.sample(x)
+            log_px = gather(self.dequantiser.decoder_log_prob(z), x)
+            per_token = log_px + self.prior.log_prob(z, mask) - log_q
+            log_w.append(torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1))
+        return torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k)
+
+    # -- generation ---------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, num: int, length: int) -> tuple[Tensor, Tensor]:
+        """Samples ``x [num, length]`` from the prior, decoded; ``valid [num]`` is
+        False where some token fell outside every support (``x`` is -1 there)."""
+        z = self.prior.sample(num, length).to(self.device)
+        x = self.dequantiser.decode(z)
+        return x, (x >= 0).all(-1)
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

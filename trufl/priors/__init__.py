@@ -1,0 +1,6 @@
+"""Priors over the latent sequence ``z [B, T, D]``."""
+
+from .ar_lstm import ARLSTMPrior
+from .base import Prior, StandardLogisticPrior
+
+__all__ = ["Prior", "StandardLogisticPrior", "ARLSTMPrior"]

@@ -1,0 +1,164 @@
+"""The job function: ``run(cfg) -> metrics``, kept apart from ``@hydra.main`` so
+tests and scripts call it directly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+
+from . import __version__
+from .config import to_container, validate_config
+from .loggers import close_loggers
+from .metrics import contract_keys
+from .model import DequantisationModel
+
+log = logging.getLogger(__name__)
+
+
+def code_version() -> dict:
+    """Package version plus the git commit (and whether the tree was dirty)."""
+    root = Path(__file__).resolve().parent.parent
+    info = {"trufl": __version__}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        if commit.returncode == 0:
+            info.update(commit=commit.stdout.strip(), dirty=bool(dirty.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def hydra_choices() -> dict:
+    if HydraConfig.initialized():
+        return {k: v for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra/") or "launcher" in k}
+    return {}
+
+
+def _set_threads(cfg: DictConfig) -> None:
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    elif HydraConfig.initialized() and "joblib" in str(HydraConfig.get().launcher.get("_target_", "")):
+        torch.set_num_threads(1)  # parallel jobs share the cores: one thread each
+
+
+def build_model(cfg: DictConfig, num_categories: int) -> DequantisationModel:
+    deq = instantiate(cfg.flow, num_categories=num_categories)
+    prior = instantiate(cfg.prior, dim=deq.dim)
+    return DequantisationModel(
+        deq, prior, instantiate(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
+        lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, iw_samples=cfg.eval.iw_samples,
+        log_z_samples=cfg.eval.log_z_samples, check_finite_every=cfg.check_finite_every,
+    )
+
+
+def run(cfg: DictConfig) -> dict[str, float]:
+    """Train, validate and test one configuration; write ``results.json``.
+
+    Returns the final metrics (contract names, DESIGN.md §1).
+    """
+    validate_config(cfg)
+    start = time.time()
+    _set_threads(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    datamodule = instantiate(cfg.dataset)
+    datamodule.setup()
+    model = build_model(cfg, datamodule.num_categories)
+    logger = instantiate(cfg.logger) if cfg.get("logger") else None
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, monitor="val/nll_bits", mode="min")
+    progress = RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=50)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, logger=logger if logger is not None else False, callbacks=[checkpoint, progress],
+        default_root_dir=str(out),
+    )
+    try:
+        if logger is not None:
+            logger.log_hyperparams(to_container(cfg))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        if trainer.interrupted:
+            log.warning("training interrupted; resume with ckpt_path=%s", out / "checkpoints" / "last.ckpt")
+        wanted = contract_keys()
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+        for evaluate in (trainer.validate, trainer.test):  # each stage resets callback_metrics
+            for stage in evaluate(model, datamodule=datamodule, verbose=False):
+                metrics.update({k: float(v) for k, v in stage.items()})
+        metrics = {k: v for k, v in sorted(metrics.items()) if k in wanted}
+        results = {
+            "metrics": metrics,
+            "log_Z": model.log_z_info,
+            "dequantiser": model.dequantiser.summary(),
+            "dataset": datamodule.describe(),
+            "samples": _samples(model, datamodule, cfg.eval.num_samples),
+            "config": to_container(cfg),
+            "choices": hydra_choices(),
+            "wall_time_s": time.time() - start,
+            "global_step": trainer.global_step,
+            "checkpoint": str(checkpoint.last_model_path or ""),
+            "code_version": code_version(),
+        }
+        (out / "results.json").write_text(json.dumps(results, indent=2, default=_jsonable))
+        _report(results, out)
+        _log_summary(logger, results)
+        return metrics
+    finally:
+        close_loggers([logger] if logger is not None else [])
+
+
+def _samples(model: DequantisationModel, datamodule, num: int) -> list:
+    if num <= 0:
+        return []
+    x, _ = model.generate(num, datamodule.seq_len)
+    decode = getattr(datamodule, "decode_text", None)
+    return [decode(row.tolist()) if decode else row.tolist() for row in x.cpu()]
+
+
+def _log_summary(logger, results: dict) -> None:
+    """Learned box widths etc. into the W&B summary (not as step metrics)."""
+    exp = getattr(logger, "experiment", None)
+    if exp is not None and hasattr(exp, "summary"):
+        for k, v in results["dequantiser"].items():
+            exp.summary[f"dequantiser/{k}"] = v
+
+
+def _report(results: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"trufl results ({out / 'results.json'})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in sorted(results["metrics"].items()):
+        table.add_row(k, f"{v:.4f}")
+    console = Console(file=sys.stdout, width=100)
+    console.print(table)
+    if "box_widths" in results["dequantiser"]:
+        console.print("box widths (prior mass per category):", [round(w, 4) for w in results["dequantiser"]["box_widths"]])
+    for s in results["samples"][:2]:
+        console.print("sample:", repr(s) if isinstance(s, str) else s)
+    console.print(f"wall time {results['wall_time_s']:.1f} s, val/nll_bits = {results['metrics'].get('val/nll_bits', math.nan):.4f}")
+
+
+def _jsonable(obj):
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+

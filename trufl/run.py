@@ -14,12 +14,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 
 from . import __version__
 from .config import to_container, validate_config
+from .data.text import HubUnavailableError
 from .loggers import close_loggers
 from .metrics import contract_keys
 from .model import DequantisationModel
@@ -55,11 +57,22 @@ def _set_threads(cfg: DictConfig) -> None:
         torch.set_num_threads(1)  # parallel jobs share the cores: one thread each
 
 
+def build(node: DictConfig, **kwargs):
+    """``instantiate`` that surfaces our own clear errors (bad values, missing
+    files, offline hub) instead of Hydra's wrapper around them."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (ValueError, OSError, HubUnavailableError)):
+            raise err.__cause__ from None
+        raise
+
+
 def build_model(cfg: DictConfig, num_categories: int) -> DequantisationModel:
-    deq = instantiate(cfg.flow, num_categories=num_categories)
-    prior = instantiate(cfg.prior, dim=deq.dim)
+    deq = build(cfg.flow, num_categories=num_categories)
+    prior = build(cfg.prior, dim=deq.dim)
     return DequantisationModel(
-        deq, prior, instantiate(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
+        deq, prior, build(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
         lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, iw_samples=cfg.eval.iw_samples,
         log_z_samples=cfg.eval.log_z_samples, check_finite_every=cfg.check_finite_every,
     )
@@ -77,14 +90,16 @@ def run(cfg: DictConfig) -> dict[str, float]:
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    datamodule = instantiate(cfg.dataset)
+    datamodule = build(cfg.dataset)
     datamodule.setup()
     model = build_model(cfg, datamodule.num_categories)
     logger = instantiate(cfg.logger) if cfg.get("logger") else None
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, monitor="val/nll_bits", mode="min")
-    progress = RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=50)
+    callbacks = [checkpoint]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=50))
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, logger=logger if logger is not None else False, callbacks=[checkpoint, progress],
+        cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,
         default_root_dir=str(out),
     )
     try:
@@ -148,7 +163,8 @@ def _report(results: dict, out: Path) -> None:
     console = Console(file=sys.stdout, width=100)
     console.print(table)
     if "box_widths" in results["dequantiser"]:
-        console.print("box widths (prior mass per category):", [round(w, 4) for w in results["dequantiser"]["box_widths"]])
+        widths = " ".join(f"{w:.3f}" for w in results["dequantiser"]["box_widths"])
+        console.print(f"box widths (prior mass per category): {widths}", soft_wrap=True)
     for s in results["samples"][:2]:
         console.print("sample:", repr(s) if isinstance(s, str) else s)
     console.print(f"wall time {results['wall_time_s']:.1f} s, val/nll_bits = {results['metrics'].get('val/nll_bits', math.nan):.4f}")

@@ -199,41 +199,44 @@ class TruflDequantiser(Dequantiser):
         at z_d = c sits at u_d = φ(c). Moving φ changes the integral by the jump
         of log p(x|z) across the face, integrated over the face; the sample's
         other coordinates give a one-point Monte Carlo estimate of that
-        integral. Jump across the face of j: ``softplus(log q(z*|j) - S)`` with
-        S the log of the other boxes' summed density at the face point z*.
-        Returns ``[...]``; unbiased for any D.
+        integral, so the estimator is unbiased for any D. The jump across the
+        face of j is ``softplus(log q(z*|j) - log S)``, S the summed density of
+        the *other* boxes containing the face point z* (z with z_d = c).
+
+        q(z*|k) factorises into the density in dimension d at the face (per
+        box, not per token) times the density in the other dimensions (per
+        token, not per face), so S is one small matmul per dimension.
+        Returns ``[...]``.
         """
         K, D = self.num_categories, self.dim
         log_d, member = self._per_dim(z, box)  # [..., K, D]
-        c = torch.stack([box["zlo"], box["zhi"]], dim=-1)  # [(...), J, D, 2] faces of every box j
-        bx = {k: select_rows(v, x) for k, v in box.items()}  # [..., D]
-        xs = lambda t: t[..., None, :, None]  # noqa: E731  [..., 1, D, 1]
-        phi = (torch.sigmoid((c - xs(bx["loc"])) * torch.exp(-xs(bx["log_s"]))) - xs(bx["a"])) * torch.exp(-xs(bx["log_w"]))
+        faces = torch.stack([box["zlo"], box["zhi"]], dim=-1).transpose(-3, -2)  # [(...), D, J, 2]
+        bx = {k: select_rows(v, x)[..., None, None] for k, v in box.items()}  # [..., D, 1, 1]
+        phi = (torch.sigmoid((faces - bx["loc"]) * torch.exp(-bx["log_s"])) - bx["a"]) * torch.exp(-bx["log_w"])
 
         with torch.no_grad():  # the jump only scales φ's gradient
-            kt = lambda t: t.transpose(-1, -2)[..., None, :, None, :]  # noqa: E731  [..., 1, D, 1, K]
-            cf = c.detach().unsqueeze(-1)  # [..., J, D, 2, 1]
-            e_face = (cf - kt(box["loc"])) * torch.exp(-kt(box["log_s"]))
-            log_face = logistic_log_pdf(e_face) - kt(box["log_s"]) - kt(box["log_w"])  # [..., J, D, 2, K]
-            in_face = (cf >= kt(box["zlo"])) & (cf <= kt(box["zhi"]))
-            # at z*, dimension d is replaced by the face coordinate
-            log_star = log_d.sum(-1)[..., None, None, None, :] - kt(log_d) + log_face
-            count_other = member.sum(-1)[..., None, None, None, :] - kt(member).long()
-            in_star = (count_other == D - 1) & in_face
-            eye = torch.eye(K, dtype=torch.bool, device=z.device)[:, None, None, :]  # [J, 1, 1, K]
-            log_rest = torch.logsumexp(torch.where(in_star & ~eye, log_star, NEG_INF), dim=-1)  # [..., J, D, 2]
-            log_j = torch.diagonal(log_star, dim1=-4, dim2=-1).movedim(-1, -3)  # [..., J, D, 2]
-            region_j = (member.sum(-1, keepdim=True) - member.long()) == D - 1  # [..., J, D] j covers z* off dim d
-            not_x = F.one_hot(x.long(), K).unsqueeze(-1) == 0  # [..., J, 1]
-            valid = (region_j & not_x).unsqueeze(-1) & (phi > 0) & (phi < 1) & torch.isfinite(log_rest)
-            jump = F.softplus(log_j - log_rest)
-            sign = torch.tensor([1.0, -1.0], device=z.device)  # entering j at its lower face, leaving at its upper
+            kd = lambda t: t.transpose(-1, -2)[..., None, None]  # noqa: E731  [..., D, K, 1, 1]
+            cf = faces.detach().unsqueeze(-3)  # [(...), D, 1, J, 2]
+            e = (cf - kd(box["loc"])) * torch.exp(-kd(box["log_s"]))
+            log_f = (logistic_log_pdf(e) - kd(box["log_s"]) - kd(box["log_w"])).double()  # [(...), D, K, J, 2]
+            in_f = (cf >= kd(box["zlo"])) & (cf <= kd(box["zhi"]))
+            not_j = ~torch.eye(K, dtype=torch.bool, device=z.device)[:, :, None]  # [K, J, 1]: j's own density is the jump
+            face_density = torch.where(in_f & not_j, log_f.exp(), 0.0).flatten(-2)  # [(...), D, K, 2J]
+            log_other = (log_d.sum(-1, keepdim=True) - log_d).transpose(-1, -2).double()  # [..., D, K]
+            in_other = ((member.sum(-1, keepdim=True) - member.long()) == D - 1).transpose(-1, -2)  # [..., D, K]
+            other_density = torch.where(in_other, log_other.exp(), 0.0)
+            if face_density.dim() == 3:  # context-free boxes: one [K, 2J] matrix per dimension
+                rest = torch.einsum("...dk,dkm->...dm", other_density, face_density)
+            else:
+                rest = (other_density.unsqueeze(-2) @ face_density).squeeze(-2)
+            rest = rest.unflatten(-1, (K, 2))  # [..., D, J, 2]
+            log_j = log_other.unsqueeze(-1) + torch.diagonal(log_f, dim1=-3, dim2=-2).movedim(-1, -2)
+            not_x = (F.one_hot(x.long(), K) == 0)[..., None, :, None]  # [..., 1, J, 1]
+            valid = in_other.unsqueeze(-1) & not_x & (phi > 0) & (phi < 1) & (rest > 0)
+            jump = F.softplus(log_j - rest.log()).to(phi.dtype)
+            sign = torch.tensor([1.0, -1.0], dtype=phi.dtype, device=z.device)  # enter j at its lower face, leave at its upper
             weight = torch.where(valid, sign * jump, torch.zeros_like(jump))
         return (weight * phi).sum(dim=(-3, -2, -1))
-
-    def support_boxes(self) -> tuple[Tensor, Tensor]:
-        box = self.boxes()
-        return box["zlo"], box["zhi"]
 
     # -- reporting -------------------------------------------------------------
     def summary(self) -> dict:

@@ -1,0 +1,68 @@
+"""Bad configuration fails before any data is read or any step is taken, naming the key."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from trufl.config import ConfigError, validate_config
+from trufl.run import run
+
+from .conftest import toy
+
+
+def test_default_config_is_valid(make_cfg):
+    cfg = make_cfg()
+    validate_config(cfg)
+    assert cfg.flow._target_.endswith("TruflDequantiser") and cfg.dataset.corpus == "bible"
+
+
+def test_unknown_override_key_is_rejected_by_name(make_cfg):
+    with pytest.raises(ConfigCompositionException, match="recon_wieght"):
+        make_cfg("recon_wieght=10")
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("+flow.widht=3", "flow.widht"),
+        ("+learning_rate=1", "learning_rate"),
+        ("+optim.momentum=0.9", "optim.momentum"),
+        ("recon_weight=-1", "recon_weight"),
+        ("kl_weight=abc", "kl_weight"),
+        ("optim.lr=0", "optim.lr"),
+        ("eval.iw_samples=-2", "eval.iw_samples"),
+        ("flow._target_=os.system", "flow._target_"),
+    ],
+)
+def test_bad_keys_and_values_name_the_key(make_cfg, override, key, tmp_path):
+    cfg = make_cfg(override)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        run(cfg)
+    assert not (tmp_path / "run").exists(), "nothing may be written before validation passes"
+
+
+def test_probs_must_sum_to_one(make_cfg):
+    cfg = make_cfg(*toy("dataset.probs=[0.5,0.6]"))
+    with pytest.raises(ConfigError, match=r"dataset\.probs.*sum"):
+        validate_config(cfg)
+
+
+def test_unknown_flow_lists_the_options(make_cfg):
+    with pytest.raises((MissingConfigException, ConfigCompositionException), match="flow"):
+        make_cfg("flow=glow")
+
+
+@pytest.mark.parametrize(
+    "overrides,key",
+    [
+        (("flow=argmax", "flow.dim=1"), "flow.dim"),
+        (("flow=trufl", "flow.boundary_gradient=exact", "flow.dim=3"), "flow.boundary_gradient"),
+        (("flow=trufl", "flow.boundary_gradient=magic"), "flow.boundary_gradient"),
+    ],
+)
+def test_inconsistent_flow_settings_fail_before_training(make_cfg, overrides, key, tmp_path):
+    cfg = make_cfg(*toy(*overrides))
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        run(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()

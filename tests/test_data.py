@@ -1,0 +1,91 @@
+"""Tasks: the embedded corpus, local corpora, the offline hub path, the toy."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from trufl.data import TextDataModule, ToyDataModule
+from trufl.data import text as text_module
+from trufl.data.base import TokenWindows
+
+
+def test_windows_pad_and_mask_instead_of_dropping():
+    tokens = np.arange(10) % 7
+    ds = TokenWindows(tokens, seq_len=4)
+    assert len(ds) == 3 and ds.num_tokens == 10
+    assert ds.x[ds.mask].tolist() == tokens.tolist()
+    assert ds.mask[-1].tolist() == [True, True, False, False]
+
+
+def test_embedded_corpus_split_by_interleaved_chapters(data_dir):
+    dm = TextDataModule(data_dir=str(data_dir), seq_len=64)
+    dm.setup()
+    n = {k: v.num_tokens for k, v in dm.splits.items()}
+    total = sum(n.values())
+    assert total > 3_500_000 and dm.num_categories == 27
+    assert 0.04 < n["val"] / total < 0.06 and 0.04 < n["test"] / total < 0.06
+    val = dm.decode_text(dm.splits["val"].x[dm.splits["val"].mask].tolist())
+    test = dm.decode_text(dm.splits["test"].x[dm.splits["test"].mask].tolist())
+    # chapter 19 of Genesis is in val and chapter 20 in test; Revelation 13 (book 66) in test
+    assert "there came two angels to sodom at even" in val
+    assert "abraham journeyed from thence toward the south country" in test
+    assert "his number is six hundred threescore and six" in test
+    assert set(val) <= set(text_module.ALPHABET27)
+
+
+def test_text8_from_a_local_file(tmp_path):
+    text = "the quick brown fox jumps over the lazy dog " * 50
+    path = tmp_path / "text8"
+    path.write_text(text.upper() + "!!")  # cleaning lower-cases and drops punctuation
+    dm = TextDataModule(corpus="text8", path=str(path), data_dir=str(tmp_path / "cache"), seq_len=32)
+    dm.setup()
+    decoded = "".join(dm.decode_text(s.x[s.mask].tolist()) for s in (dm.splits[k] for k in ("train", "val", "test")))
+    assert decoded == text_module.clean27(text + "!!")
+
+
+def test_ptb_folder_layout_and_unseen_symbols(tmp_path):
+    folder = tmp_path / "ptb"
+    folder.mkdir()
+    (folder / "ptb.char.train.txt").write_text("a b c _ a b\n")
+    (folder / "ptb.char.valid.txt").write_text("a b _ c\n")
+    (folder / "ptb.char.test.txt").write_text("c a b\n")
+    dm = TextDataModule(corpus="ptb", path=str(folder), data_dir=str(tmp_path / "cache"), seq_len=4)
+    dm.setup()
+    assert dm.num_categories == len(set("a b c _ a b\n"))
+    (folder / "ptb.char.test.txt").write_text("z z\n")
+    with pytest.raises(ValueError, match="never seen in train"):
+        TextDataModule(corpus="ptb", path=str(folder), data_dir=str(tmp_path / "cache2"), seq_len=4)
+
+
+def test_missing_local_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="dataset.path"):
+        TextDataModule(corpus="enwik8", path=str(tmp_path / "nope"), data_dir=str(tmp_path)).setup()
+
+
+@pytest.mark.parametrize("offline_flag", [True, False])
+def test_hub_name_offline_fails_at_once_naming_the_local_path_option(tmp_path, monkeypatch, offline_flag):
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", offline_flag)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", offline_flag, raising=False)
+    monkeypatch.setattr(text_module, "HUB_HOST", "hub.invalid")  # never resolves: no retries, no hang
+    start = time.time()
+    with pytest.raises(text_module.HubUnavailableError, match=r"dataset\.path="):
+        TextDataModule(corpus="text8", data_dir=str(tmp_path)).setup()
+    assert time.time() - start < 10
+
+
+def test_toy_frequencies_match_probs_and_cache_is_reused(tmp_path):
+    probs = [0.1, 0.2, 0.3, 0.4]
+    dm = ToyDataModule(probs, train_size=40_000, data_dir=str(tmp_path))
+    dm.setup()
+    freq = np.bincount(dm.splits["train"].x.flatten().numpy(), minlength=4) / 40_000
+    assert np.abs(freq - probs).max() < 0.01
+    assert dm.entropy_bits == pytest.approx(1.8464, abs=1e-4)
+    again = ToyDataModule(probs, train_size=40_000, data_dir=str(tmp_path))
+    again.setup()
+    assert (again.splits["train"].x == dm.splits["train"].x).all()
+    assert len(list((tmp_path / "toy").glob("*.npz"))) == 1

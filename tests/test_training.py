@@ -1,0 +1,142 @@
+"""End-to-end jobs: the toy targets, every flow×prior, loggers, sweeps, failure handling."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from trufl.metrics import contract_keys
+from trufl.model import NonFiniteLossError
+from trufl.run import run
+
+from .conftest import ROOT, tiny_text, toy
+
+PROBS = [0.1, 0.2, 0.3, 0.4]
+ENTROPY = 1.8464
+
+
+def toy_trufl(seed: int, *extra: str) -> list[str]:
+    return toy("flow=trufl", "flow.dim=1", "recon_weight=10", f"seed={seed}", *extra)
+
+
+def check_toy_target(results: dict) -> None:
+    m = results["metrics"]
+    assert m["test/determinism"] >= 0.99, m
+    assert m["test/nll_bits"] <= 1.90, m
+    assert m["test/nll_bits"] >= ENTROPY - 0.05  # a bound, never below the entropy (up to sampling noise)
+    widths = results["dequantiser"]["box_widths"]
+    assert max(abs(w - p) for w, p in zip(widths, PROBS)) <= 0.03, widths
+
+
+def test_trufl_toy_reaches_the_target(make_cfg, tmp_path):
+    metrics = run(make_cfg(*toy_trufl(0)))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["metrics"] == metrics
+    check_toy_target(results)
+    assert results["choices"] == {} or "flow" in results["choices"]
+    assert results["log_Z"]["estimator"].startswith("exact")
+    assert -0.05 < results["metrics"]["test/log_Z"] <= 0.0  # the boxes cover (nearly) all prior mass
+    assert results["metrics"]["test/iwbo_bits"] <= results["metrics"]["test/nll_bits"] + 1e-3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_trufl_toy_reaches_the_target_for_three_seeds(make_cfg, tmp_path, seed):
+    run(make_cfg(*toy_trufl(seed)))
+    check_toy_target(json.loads((tmp_path / "run" / "results.json").read_text()))
+
+
+def test_plain_pathwise_gradient_stalls(make_cfg, tmp_path):
+    """Shared base, no location/scale, no boundary gradient: boxes never separate."""
+    metrics = run(make_cfg(*toy_trufl(0, "flow.boundary_gradient=none")))
+    assert metrics["test/determinism"] < 0.5, metrics
+
+
+@pytest.mark.parametrize("flow", ["trufl", "catnf", "argmax"])
+@pytest.mark.parametrize("prior", ["ar_lstm", "standard"])
+def test_every_flow_and_prior_trains_on_the_embedded_corpus(make_cfg, tmp_path, flow, prior):
+    metrics = run(make_cfg(f"flow={flow}", *tiny_text(prior=prior)))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(metrics) == contract_keys(), set(metrics) ^ contract_keys()
+    finite = {k: v for k, v in metrics.items() if k != "test/log_Z"}
+    assert all(torch.isfinite(torch.tensor(v)) for v in finite.values()), metrics
+    for split in ("val", "test"):
+        assert metrics[f"{split}/nll_bits"] == pytest.approx(metrics[f"{split}/recon_bits"] + metrics[f"{split}/kl_bits"], abs=1e-4)
+        assert 0 <= metrics[f"{split}/determinism"] <= 1
+    assert results["dataset"]["num_categories"] == 27
+    assert isinstance(results["samples"][0], str) and len(results["samples"][0]) == 16
+    assert results["code_version"]["trufl"]
+
+
+def test_csv_metric_keys_are_exactly_the_contract(make_cfg, tmp_path):
+    run(make_cfg(*toy("flow=trufl", "logger=csv", "trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.log_every_n_steps=5")))
+    with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
+        header = set(next(csv.reader(f)))
+    assert header - {"epoch", "step"} == contract_keys()
+
+
+def test_nonfinite_loss_stops_with_step_term_and_checkpoint(make_cfg, tmp_path, monkeypatch):
+    from trufl.priors import StandardLogisticPrior
+
+    original = StandardLogisticPrior.log_prob
+    calls = {"n": 0}
+
+    def poisoned(self, z, mask=None):
+        calls["n"] += 1
+        out = original(self, z, mask)
+        return out * float("nan") if calls["n"] == 4 else out
+
+    monkeypatch.setattr(StandardLogisticPrior, "log_prob", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"step 3: term\(s\) \['loss', 'log_p'\]"):
+        run(make_cfg(*toy("trainer.max_steps=10")))
+    assert (tmp_path / "run" / "checkpoints" / "nonfinite-step3.ckpt").exists()
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(make_cfg, tmp_path):
+    run(make_cfg(*toy("trainer.max_steps=20", "trainer.val_check_interval=10"), out=tmp_path / "first"))
+    last = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["global_step"] == 20
+    run(make_cfg(*toy("trainer.max_steps=40", "trainer.val_check_interval=10", f"ckpt_path={last}"), out=tmp_path / "second"))
+    results = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert results["global_step"] == 40  # continued, not restarted
+
+
+def _train_cli(*args: str, cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(env_extra or {})}
+    for key in ("WANDB_MODE", "WANDB_API_KEY"):  # exercise the "no key configured" default
+        env.pop(key, None)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+SWEEP = ["-m", "flow=trufl,catnf,argmax", "experiment=toy", "trainer.max_steps=20", "trainer.val_check_interval=10",
+         "trainer.enable_progress_bar=false", "eval.iw_samples=2"]
+
+
+@pytest.mark.parametrize("launcher", ["basic", "local"])
+def test_multirun_writes_one_results_file_and_one_wandb_run_per_job(tmp_path, data_dir, launcher):
+    proc = _train_cli(
+        *SWEEP, f"hydra/launcher={launcher}", "logger=wandb", f"paths.data_dir={data_dir}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path, env_extra={"HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted((tmp_path / "sweep").glob("*/results.json"))
+    assert len(results) == 3
+    flows = {json.loads(p.read_text())["choices"]["flow"] for p in results}
+    assert flows == {"trufl", "catnf", "argmax"}
+    runs = sorted((tmp_path / "sweep").glob("*/wandb/offline-run-*"))
+    assert len(runs) == 3 and len({r.name.split("-")[-1] for r in runs}) == 3
+    sync = subprocess.run(
+        [sys.executable, "-m", "wandb", "sync", "--dry-run", *map(str, runs)], capture_output=True, text=True,
+        env={**os.environ, "HOME": str(tmp_path)}, timeout=120,
+    )
+    listed = sync.stdout + sync.stderr
+    assert all(r.name in listed for r in runs), listed

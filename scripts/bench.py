@@ -1,0 +1,148 @@
+"""Speed benchmarks, measured side by side in one run (DESIGN.md §7).
+
+1. Training-step time of each dequantiser + AR-LSTM prior ÷ a plain categorical
+   LSTM language model of the same width, on the same batches of the embedded
+   corpus (forward, backward and an Adam step).
+2. Sampling: the stateful sampler ÷ naive recomputation (re-running the LSTM
+   over the whole prefix for every token), and how each grows with T.
+
+    python scripts/bench.py [--hidden 256] [--batch 32] [--seq-len 128] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from trufl.data import TextDataModule
+from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser
+from trufl.model import DequantisationModel
+from trufl.priors import ARLSTMPrior
+
+
+class LSTMLanguageModel(nn.Module):
+    """The baseline: embedding → LSTM → softmax over K."""
+
+    def __init__(self, num_categories: int, hidden: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_categories + 1, hidden)  # +1: start symbol
+        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, num_categories)
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        start = torch.full_like(x[:, :1], self.out.out_features)
+        h, _ = self.lstm(self.embed(torch.cat([start, x[:, :-1]], dim=1)))
+        return nn.functional.cross_entropy(self.out(h).flatten(0, 1), x.flatten())
+
+
+def step_fns(batches, hidden: int, K: int) -> dict:
+    """name -> a function running one optimisation step on batch i."""
+    fns = {}
+    lm = LSTMLanguageModel(K, hidden)
+    opt = torch.optim.Adam(lm.parameters())
+
+    def lm_step(i, lm=lm, opt=opt):
+        opt.zero_grad()
+        lm.loss(batches[i]["x"]).backward()
+        opt.step()
+
+    fns["plain LSTM LM"] = lm_step
+    for name, deq in [
+        ("TRUFL (D=3, sampled boundary grad)", TruflDequantiser(K, 3)),
+        ("TRUFL (D=3, no boundary grad)", TruflDequantiser(K, 3, boundary_gradient="none")),
+        ("CatNF (D=3)", CatNFDequantiser(K, 3)),
+        ("Argmax (binary, D=5)", ArgmaxDequantiser(K)),
+    ]:
+        model = DequantisationModel(deq, ARLSTMPrior(deq.dim, hidden=hidden))
+        opt = torch.optim.Adam(model.parameters())
+
+        def step(i, model=model, opt=opt):
+            b = batches[i]
+            t = model.terms(b["x"], b["mask"])
+            opt.zero_grad()
+            (-(t["recon"] + t["log_p"] - t["log_q"]).mean()).backward()
+            opt.step()
+
+        fns[name] = step
+    return fns
+
+
+def time_steps(fns: dict, steps: int) -> dict:
+    """Interleave the models step by step so drift in machine load hits all alike."""
+    totals = dict.fromkeys(fns, 0.0)
+    for name, fn in fns.items():  # warm-up
+        fn(0)
+    for i in range(steps):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn(i)
+            totals[name] += time.perf_counter() - start
+    return {k: v / steps for k, v in totals.items()}
+
+
+@torch.no_grad()
+def naive_sample(prior: ARLSTMPrior, e: torch.Tensor) -> torch.Tensor:
+    """Re-runs the LSTM over the whole prefix for every token: O(T²) LSTM work."""
+    n, T, D = e.shape
+    y = torch.zeros(n, 0, D, dtype=e.dtype)
+    for t in range(T):
+        h, _ = prior.lstm(torch.cat([prior.start.expand(n, 1, D), y], dim=1))
+        token = torch.zeros(n, D, dtype=e.dtype)
+        for d in range(D):
+            params = prior._params(h[:, -1], token)[:, d]
+            v = e[:, t, d]
+            for layer in reversed(range(prior.num_flows)):
+                v = prior.transform.inverse(v, params[:, layer])
+            token[:, d] = v
+        y = torch.cat([y, token[:, None]], dim=1)
+    return prior.actnorm.inverse(y)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--sample-lengths", type=int, nargs="+", default=[32, 64, 128])
+    ap.add_argument("--data-dir", default="~/.cache/trufl")
+    args = ap.parse_args(argv)
+    torch.manual_seed(0)
+    console = Console()
+
+    dm = TextDataModule(seq_len=args.seq_len, batch_size=args.batch, data_dir=args.data_dir)
+    loader = iter(dm.train_dataloader())
+    batches = [next(loader) for _ in range(args.steps)]
+    times = time_steps(step_fns(batches, args.hidden, dm.num_categories), args.steps)
+    base = times["plain LSTM LM"]
+    table = Table(title=f"training step, B={args.batch} T={args.seq_len} hidden={args.hidden}, {torch.get_num_threads()} threads")
+    for col in ("model", "ms / step", "÷ plain LSTM LM"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for name, t in times.items():
+        table.add_row(name, f"{1000 * t:.1f}", f"{t / base:.2f}")
+    console.print(table)
+
+    prior = ARLSTMPrior(3, hidden=args.hidden).eval()
+    table = Table(title=f"sampling {8} sequences, D=3, hidden={args.hidden}")
+    for col in ("T", "stateful s", "recompute s", "recompute ÷ stateful", "stateful s / token"):
+        table.add_column(col, justify="right")
+    for T in args.sample_lengths:
+        e = torch.logit(torch.rand(8, T, 3).clamp(1e-4, 1 - 1e-4))
+        start = time.perf_counter()
+        fast = prior.inverse(e)
+        t_fast = time.perf_counter() - start
+        start = time.perf_counter()
+        slow = naive_sample(prior, e)
+        t_slow = time.perf_counter() - start
+        assert torch.allclose(fast, slow, atol=1e-3), "samplers disagree"
+        table.add_row(str(T), f"{t_fast:.3f}", f"{t_slow:.3f}", f"{t_slow / t_fast:.2f}", f"{t_fast / T * 1000:.2f} ms")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Tables from results.json files: one row per group of runs, mean ± std over seeds.
+
+    python scripts/tables.py multirun/toy_table --group flow recon_weight \
+        --metrics test/nll_bits test/kl_bits test/recon_bits test/determinism --widths
+
+Reads only results.json (never the loggers). Writes markdown to stdout and,
+with --csv, a CSV file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+GROUP_KEYS = {"flow": lambda r: r["choices"].get("flow") or r["config"]["flow"]["_target_"].rsplit(".", 1)[-1]}
+
+
+def load(root: Path) -> list[dict]:
+    files = sorted(root.rglob("results.json"))
+    if not files:
+        sys.exit(f"no results.json under {root}")
+    return [json.loads(f.read_text()) for f in files]
+
+
+def group_value(result: dict, key: str):
+    if key in GROUP_KEYS:
+        return GROUP_KEYS[key](result)
+    node = result["config"]
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def fmt(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def build_table(results: list[dict], group: list[str], metrics: list[str], widths: bool) -> tuple[list[str], list[list[str]]]:
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault(tuple(group_value(r, k) for k in group), []).append(r)
+    header = [*group, "seeds", *metrics] + (["max |width − p|", "box widths (seed mean)"] if widths else [])
+    rows = []
+    for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
+        row = [str(v) for v in key] + [str(len(runs))]
+        row += [fmt([r["metrics"][m] for r in runs]) if all(m in r["metrics"] for r in runs) else "—" for m in metrics]
+        if widths:
+            w = [r["dequantiser"].get("box_widths") for r in runs]
+            probs = runs[0]["dataset"].get("probs")
+            if all(w) and probs:
+                worst = max(max(abs(a - p) for a, p in zip(ws, probs)) for ws in w)
+                mean = [statistics.mean(col) for col in zip(*w)]
+                row += [f"{worst:.3f}", " ".join(f"{m:.3f}" for m in mean)]
+            else:
+                row += ["—", "—"]
+        rows.append(row)
+    return header, rows
+
+
+def markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("root", type=Path, help="folder searched recursively for results.json")
+    ap.add_argument("--group", nargs="+", default=["flow", "recon_weight"], help="config keys (or 'flow') to group by")
+    ap.add_argument("--metrics", nargs="+", default=["test/nll_bits", "test/kl_bits", "test/recon_bits", "test/determinism"])
+    ap.add_argument("--widths", action="store_true", help="add learned box widths vs dataset.probs")
+    ap.add_argument("--csv", type=Path, help="also write the table as CSV")
+    args = ap.parse_args(argv)
+    header, rows = build_table(load(args.root), args.group, args.metrics, args.widths)
+    print(markdown(header, rows))
+    if args.csv:
+        with open(args.csv, "w", newline="") as f:
+            csv.writer(f).writerows([header, *rows])
+
+
+if __name__ == "__main__":
+    main()

@@ -53,23 +53,27 @@ def union_volume(lo: Tensor, hi: Tensor, max_cells: int = 2_000_000) -> float | 
 
 
 @torch.no_grad()
-def log_support_mass(deq: Dequantiser, prior: Prior, length: int, num_samples: int = 256) -> dict:
+def log_support_mass(
+    deq: Dequantiser, prior: Prior, length: int, num_samples: int = 256, decode=None, exact_ok: bool = True
+) -> dict:
     """``log Z`` per token (nats), ``Z = P_{z~p}(every token of z lies in some support)``.
 
     Exact when the support is everything (Z = 1) or when the prior is the
     factorised standard logistic (volume of the union of boxes in CDF space);
     otherwise Monte Carlo over ``num_samples`` prior sequences of ``length``
-    tokens, with a delta-method standard error.
+    tokens, with a delta-method standard error. ``decode(z) -> [n, T]`` (−1 outside
+    every support) replaces ``deq.decode`` when supports depend on a context;
+    then ``exact_ok`` must be False.
     """
     boxes = deq.support_boxes()
     if boxes is None:
         return {"log_Z": 0.0, "stderr": 0.0, "estimator": "exact (support is all of R^D)"}
-    if isinstance(prior, StandardLogisticPrior):
+    if exact_ok and type(prior) is StandardLogisticPrior:  # noqa: E721 (subclasses may differ)
         volume = union_volume(torch.sigmoid(boxes[0].detach()), torch.sigmoid(boxes[1].detach()))
         if volume is not None:
             return {"log_Z": math.log(volume), "stderr": 0.0, "estimator": "exact (union of boxes under the logistic)"}
-    z = prior.sample(num_samples, length)
-    inside = deq.in_support(z.to(next(deq.parameters()).device)).all(-1).float()
+    z = prior.sample(num_samples, length).to(next(deq.parameters()).device)
+    inside = ((decode or deq.decode)(z) >= 0).all(-1).float()
     p = inside.mean().item()
     estimator = f"monte carlo ({num_samples} prior samples of {length} tokens)"
     if p == 0:

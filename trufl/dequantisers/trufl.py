@@ -238,6 +238,10 @@ class TruflDequantiser(Dequantiser):
             weight = torch.where(valid, sign * jump, torch.zeros_like(jump))
         return (weight * phi).sum(dim=(-3, -2, -1))
 
+    def support_boxes(self) -> tuple[Tensor, Tensor]:
+        box = self.boxes()
+        return box["zlo"], box["zhi"]
+
     # -- reporting -------------------------------------------------------------
     def summary(self) -> dict:
         box = self.boxes()

@@ -1,0 +1,52 @@
+"""log Z: the prior mass of the support, exact and Monte Carlo."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser
+from trufl.metrics import log_support_mass, union_volume
+from trufl.priors import StandardLogisticPrior
+
+
+class SampledLogistic(StandardLogisticPrior):
+    """The standard logistic, but not recognised as such: forces the Monte Carlo path."""
+
+
+def test_union_volume_matches_monte_carlo():
+    torch.manual_seed(0)
+    lo = torch.rand(6, 3) * 0.6
+    hi = lo + torch.rand(6, 3) * 0.4
+    u = torch.rand(400_000, 3)
+    inside = ((u[:, None] >= lo) & (u[:, None] <= hi)).all(-1).any(-1).double().mean().item()
+    assert union_volume(lo, hi) == pytest.approx(inside, abs=3e-3)
+
+
+@pytest.mark.parametrize("dim", [1, 2])
+def test_monte_carlo_log_z_agrees_with_exact(dim):
+    torch.manual_seed(0)
+    deq = TruflDequantiser(4, dim, init_gap=0.1)  # 20% of each cell is a gap
+    with torch.no_grad():
+        deq.bound_logits.add_(0.3 * torch.randn_like(deq.bound_logits))
+    exact = log_support_mass(deq, StandardLogisticPrior(dim), length=1)
+    assert exact["estimator"].startswith("exact") and exact["log_Z"] < -0.05
+    mc = log_support_mass(deq, SampledLogistic(dim), length=1, num_samples=20_000)
+    assert mc["estimator"].startswith("monte carlo")
+    assert abs(mc["log_Z"] - exact["log_Z"]) <= 3 * mc["stderr"]
+
+
+def test_log_z_for_sequences_is_per_token():
+    deq = TruflDequantiser(4, 1, init_gap=0.1)
+    one = log_support_mass(deq, StandardLogisticPrior(1), length=1)["log_Z"]
+    mc = log_support_mass(deq, SampledLogistic(1), length=3, num_samples=20_000)
+    assert abs(mc["log_Z"] - one) <= 3 * mc["stderr"]
+
+
+def test_full_support_and_argmax_invalid_codes():
+    assert log_support_mass(CatNFDequantiser(4, 2), StandardLogisticPrior(2), 1)["log_Z"] == 0.0
+    # binary codes for K = 5 use 3 bits: 5 of 8 orthants are valid, each of logistic mass 1/8
+    z = log_support_mass(ArgmaxDequantiser(5), StandardLogisticPrior(3), 1)
+    assert z["log_Z"] == pytest.approx(math.log(5 / 8), abs=1e-9)

@@ -75,6 +75,16 @@ def test_every_flow_and_prior_trains_on_the_embedded_corpus(make_cfg, tmp_path, 
     assert results["code_version"]["trufl"]
 
 
+@pytest.mark.parametrize("flow", ["trufl", "catnf", "argmax"])
+def test_causal_context_trains_and_generates(make_cfg, tmp_path, flow):
+    metrics = run(make_cfg(f"flow={flow}", "context=causal_lstm", "context.hidden=16", "context.dim=8", *tiny_text()))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(metrics) == contract_keys()
+    assert torch.isfinite(torch.tensor(metrics["val/nll_bits"]))
+    assert "monte carlo" in results["log_Z"]["estimator"] or flow == "catnf"
+    assert len(results["samples"][0]) == 16
+
+
 def test_csv_metric_keys_are_exactly_the_contract(make_cfg, tmp_path):
     run(make_cfg(*toy("flow=trufl", "logger=csv", "trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.log_every_n_steps=5")))
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:

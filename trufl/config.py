@@ -16,9 +16,14 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 ALLOWED_TARGET_PREFIXES = ("trufl.", "torch.", "pytorch_lightning.")
 #: keys filled in by the job, not by the config
-INJECTED = {"flow": {"num_categories"}, "prior": {"dim"}, "trainer": {"logger", "callbacks", "default_root_dir"}}
+INJECTED = {
+    "flow": {"num_categories", "context_dim"},
+    "prior": {"dim"},
+    "context": {"num_categories"},
+    "trainer": {"logger", "callbacks", "default_root_dir"},
+}
 TOP_LEVEL = {
-    "dataset", "flow", "prior", "weighting", "trainer", "logger", "paths", "experiment", "hydra",
+    "dataset", "flow", "prior", "context", "weighting", "trainer", "logger", "paths", "experiment", "hydra",
     "seed", "recon_weight", "kl_weight", "ckpt_path", "num_threads", "optim", "eval", "check_finite_every",
     "task_name", "tags",
 }
@@ -78,8 +83,9 @@ def validate_config(cfg: DictConfig) -> None:
             errors.append(f"{group} must be a config group choice (e.g. {group}=<option>)")
             continue
         errors += _check_target(group, cfg[group])
-    if isinstance(cfg.get("logger"), DictConfig) and cfg.logger:
-        errors += _check_target("logger", cfg.logger)
+    for group in ("logger", "context"):  # optional groups: empty means none
+        if isinstance(cfg.get(group), DictConfig) and cfg[group]:
+            errors += _check_target(group, cfg[group])
     probs = cfg.dataset.get("probs") if isinstance(cfg.get("dataset"), DictConfig) else None
     if probs is not None:
         if not isinstance(probs, (list, ListConfig)) or not all(isinstance(p, (int, float)) for p in probs):

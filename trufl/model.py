@@ -13,7 +13,7 @@ import math
 
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .dequantisers.base import Dequantiser, gather
 from .metrics import DETERMINISM_THRESHOLD, LN2, log_support_mass
@@ -37,6 +37,7 @@ class DequantisationModel(pl.LightningModule):
         iw_samples: k for ``test/iwbo_bits``.
         log_z_samples: prior samples for a Monte Carlo ``test/log_Z``.
         check_finite_every: check the loss terms for NaN/inf every n steps (0: never).
+        context_encoder: optional causal context (``trufl.context``) passed to the dequantiser.
     """
 
     def __init__(
@@ -51,8 +52,12 @@ class DequantisationModel(pl.LightningModule):
         iw_samples: int = 16,
         log_z_samples: int = 256,
         check_finite_every: int = 1,
+        context_encoder: nn.Module | None = None,
     ):
         super().__init__()
+        if context_encoder is not None and dequantiser.context_dim != context_encoder.dim:
+            raise ValueError(f"dequantiser context_dim={dequantiser.context_dim} != context.dim={context_encoder.dim}")
+        self.context_encoder = context_encoder
         self.dequantiser = dequantiser
         self.prior = prior
         self.weighting = weighting or Constant()
@@ -61,17 +66,22 @@ class DequantisationModel(pl.LightningModule):
         self.iw_samples, self.log_z_samples = iw_samples, log_z_samples
         self.check_finite_every = check_finite_every
         self.log_z_info: dict = {}
-        self.save_hyperparameters(ignore=["dequantiser", "prior", "weighting"])
+        self.save_hyperparameters(ignore=["dequantiser", "prior", "weighting", "context_encoder"])
 
     # -- the bound --------------------------------------------------------------
+    def context(self, x: Tensor) -> Tensor | None:
+        """Per-token context ``[B, T, C]`` from x_{<t}, or None without an encoder."""
+        return self.context_encoder(x) if self.context_encoder is not None else None
+
     def terms(self, x: Tensor, mask: Tensor) -> dict[str, Tensor]:
         """Per-token terms ``[B, T]`` of one sample z ~ q(z|x)."""
         deq = self.dequantiser
-        z, log_q = deq.sample(x)
-        recon = deq.recon_log_prob(x, z)
+        ctx = self.context(x)
+        z, log_q = deq.sample(x, ctx)
+        recon = deq.recon_log_prob(x, z, ctx)
         log_p = self.prior.log_prob(z, mask)
         with torch.no_grad():
-            log_post = deq.decoder_log_prob(z)
+            log_post = deq.decoder_log_prob(z, ctx)
             log_px = gather(log_post, x)
             correct = (log_post.argmax(-1) == x) & torch.isfinite(log_px)
         return {"recon": recon, "log_p": log_p, "log_q": log_q, "log_px": log_px, "correct": correct, "z": z}
@@ -139,28 +149,44 @@ class DequantisationModel(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         x_len = self.trainer.datamodule.seq_len if self.trainer and self.trainer.datamodule else 1
-        self.log_z_info = log_support_mass(self.dequantiser, self.prior, x_len, self.log_z_samples)
+        exact_ok = self.context_encoder is None
+        self.log_z_info = log_support_mass(
+            self.dequantiser, self.prior, x_len, self.log_z_samples, decode=self.decode, exact_ok=exact_ok
+        )
         self.log("test/log_Z", self.log_z_info["log_Z"])
 
     @torch.no_grad()
     def iwbo(self, x: Tensor, mask: Tensor, k: int | None = None) -> Tensor:
         """Importance-weighted bound per sequence ``[B]`` (nats) with k samples."""
         k = k or self.iw_samples
+        ctx = self.context(x)
         log_w = []
         for _ in range(k):  # a loop, not a k-times larger batch: bounded memory
-            z, log_q = self.dequantiser.sample(x)
-            log_px = gather(self.dequantiser.decoder_log_prob(z), x)
+            z, log_q = self.dequantiser.sample(x, ctx)
+            log_px = gather(self.dequantiser.decoder_log_prob(z, ctx), x)
             per_token = log_px + self.prior.log_prob(z, mask) - log_q
             log_w.append(torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1))
         return torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k)
 
     # -- generation ---------------------------------------------------------------
     @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        """Categories ``[n, T]`` for latents ``z [n, T, D]``; -1 where z is outside
+        every support. With a causal context, left to right carrying its state."""
+        if self.context_encoder is None:
+            return self.dequantiser.decode(z)
+        tokens, prev, state = [], None, None
+        for t in range(z.shape[1]):
+            ctx, state = self.context_encoder.step(prev, state, batch=z.shape[0])
+            prev = self.dequantiser.decode(z[:, t], ctx)
+            tokens.append(prev)
+        return torch.stack(tokens, dim=1)
+
+    @torch.no_grad()
     def generate(self, num: int, length: int) -> tuple[Tensor, Tensor]:
         """Samples ``x [num, length]`` from the prior, decoded; ``valid [num]`` is
         False where some token fell outside every support (``x`` is -1 there)."""
-        z = self.prior.sample(num, length).to(self.device)
-        x = self.dequantiser.decode(z)
+        x = self.decode(self.prior.sample(num, length).to(self.device))
         return x, (x >= 0).all(-1)
 
     def configure_optimizers(self):

@@ -69,12 +69,13 @@ def build(node: DictConfig, **kwargs):
 
 
 def build_model(cfg: DictConfig, num_categories: int) -> DequantisationModel:
-    deq = build(cfg.flow, num_categories=num_categories)
+    context = build(cfg.context, num_categories=num_categories) if cfg.get("context") else None
+    deq = build(cfg.flow, num_categories=num_categories, context_dim=context.dim if context is not None else 0)
     prior = build(cfg.prior, dim=deq.dim)
     return DequantisationModel(
         deq, prior, build(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
         lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, iw_samples=cfg.eval.iw_samples,
-        log_z_samples=cfg.eval.log_z_samples, check_finite_every=cfg.check_finite_every,
+        log_z_samples=cfg.eval.log_z_samples, check_finite_every=cfg.check_finite_every, context_encoder=context,
     )
 
 

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 
 from . import __version__
+from .callbacks import CheckpointOnInterrupt
 from .config import to_container, validate_config
 from .data.text import HubUnavailableError
 from .loggers import close_loggers
@@ -96,7 +97,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
     model = build_model(cfg, datamodule.num_categories)
     logger = instantiate(cfg.logger) if cfg.get("logger") else None
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, monitor="val/nll_bits", mode="min")
-    callbacks = [checkpoint]
+    callbacks = [checkpoint, CheckpointOnInterrupt(out / "checkpoints")]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(RichProgressBar() if sys.stdout.isatty() else TQDMProgressBar(refresh_rate=50))
     trainer: pl.Trainer = instantiate(
@@ -106,9 +107,15 @@ def run(cfg: DictConfig) -> dict[str, float]:
     try:
         if logger is not None:
             logger.log_hyperparams(to_container(cfg))
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
-        if trainer.interrupted:
-            log.warning("training interrupted; resume with ckpt_path=%s", out / "checkpoints" / "last.ckpt")
+        try:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        except SystemExit:  # Lightning exits after Ctrl-C; CheckpointOnInterrupt has saved the state
+            if trainer.interrupted:
+                resume = out / "checkpoints" / "last.ckpt"
+                (out / "results.json").write_text(json.dumps(
+                    {"interrupted": True, "global_step": trainer.global_step, "resume": f"ckpt_path={resume}",
+                     "config": to_container(cfg), "choices": hydra_choices()}, indent=2))
+            raise
         wanted = contract_keys()
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
         for evaluate in (trainer.validate, trainer.test):  # each stage resets callback_metrics

@@ -137,9 +137,9 @@ class DequantisationModel(pl.LightningModule):
         x, mask = batch["x"], batch["mask"]
         t = self.terms(x, mask)
         n = int(mask.sum())
-        self._log_split(split, self._metrics(t, mask), n, on_step=False, on_epoch=True)
+        self._log_split(split, self._metrics(t, mask), n, on_step=False, on_epoch=True, sync_dist=True)
         if split == "test" and self.iw_samples > 0:
-            self.log("test/iwbo_bits", -self.iwbo(x, mask).sum() / n / LN2, batch_size=n, on_epoch=True)
+            self.log("test/iwbo_bits", -self.iwbo(x, mask).sum() / n / LN2, batch_size=n, on_epoch=True, sync_dist=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step("val", batch)

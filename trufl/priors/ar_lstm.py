@@ -73,6 +73,18 @@ class ARLSTMPrior(Prior):
         e, log_det = self.forward(z, mask)
         return self._masked(logistic_log_pdf(e).sum(-1) + log_det, mask)
 
+    def _invert_token(self, h: Tensor, e_t: Tensor) -> Tensor:
+        """One token's latent ``[n, D]`` from its LSTM output ``h [n, H]`` and base ``e_t [n, D]``,
+        dimension by dimension (the masked head sees the dimensions already inverted)."""
+        y = torch.zeros_like(e_t)
+        for d in range(self.dim):
+            params = self._params(h, y)[:, d]  # [n, num_flows, P]
+            v = e_t[:, d]
+            for layer in reversed(range(self.num_flows)):
+                v = self.transform.inverse(v, params[:, layer, :])
+            y = torch.cat([y[:, :d], v[:, None], y[:, d + 1 :]], dim=1)
+        return y
+
     @torch.no_grad()
     def inverse(self, e: Tensor) -> Tensor:
         """e ``[n, T, D]`` → z, token by token with the LSTM state carried forward."""
@@ -82,17 +94,21 @@ class ARLSTMPrior(Prior):
         out = []
         for t in range(T):
             h, state = self.lstm(inp, state)
-            h = h[:, 0]
-            y = torch.zeros(n, D, dtype=e.dtype, device=e.device)
-            for d in range(D):
-                params = self._params(h, y)[:, d]  # [n, num_flows, P]
-                v = e[:, t, d]
-                for layer in reversed(range(self.num_flows)):
-                    v = self.transform.inverse(v, params[:, layer, :])
-                y = torch.cat([y[:, :d], v[:, None], y[:, d + 1 :]], dim=1)
-            out.append(y)
-            inp = y[:, None]
+            out.append(self._invert_token(h[:, 0], e[:, t]))
+            inp = out[-1][:, None]
         return self.actnorm.inverse(torch.stack(out, dim=1))
+
+    @torch.no_grad()
+    def inverse_recomputing(self, e: Tensor) -> Tensor:
+        """Reference sampler that re-runs the LSTM over the whole prefix for every
+        token (O(T²) LSTM work, as the Argmax reference code does). For tests and
+        benchmarks only; :meth:`inverse` is the one to use."""
+        n, T, D = e.shape
+        y = torch.zeros(n, 0, D, dtype=e.dtype, device=e.device)
+        for t in range(T):
+            h, _ = self.lstm(torch.cat([self.start.expand(n, 1, D).to(e.dtype), y], dim=1))
+            y = torch.cat([y, self._invert_token(h[:, -1], e[:, t])[:, None]], dim=1)
+        return self.actnorm.inverse(y)
 
     @torch.no_grad()
     def sample(self, num: int, length: int) -> Tensor:

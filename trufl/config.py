@@ -29,7 +29,10 @@ TOP_LEVEL = {
 }
 SECTIONS = {
     "optim": {"lr": "positive", "weight_decay": "nonnegative"},
-    "eval": {"iw_samples": "nonnegative_int", "log_z_samples": "positive_int", "num_samples": "nonnegative_int"},
+    "eval": {
+        "iw_samples": "nonnegative_int", "log_z_samples": "positive_int", "num_samples": "nonnegative_int",
+        "max_tries": "positive_int",
+    },
 }
 
 

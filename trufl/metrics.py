@@ -20,11 +20,15 @@ TEST_ONLY_METRICS = ("iwbo_bits", "log_Z")
 DETERMINISM_THRESHOLD = 1 - 1e-6
 
 
-def contract_keys(splits=("train", "val", "test")) -> set[str]:
+SAMPLE_METRICS = ("sample/validity", "sample/acceptance")
+
+
+def contract_keys(splits=("train", "val", "test"), constrained: bool = False) -> set[str]:
+    """The metric names a run logs; ``constrained`` tasks add the sampling metrics."""
     keys = {f"{s}/{m}" for s in splits for m in SPLIT_METRICS}
     if "test" in splits:
         keys |= {f"test/{m}" for m in TEST_ONLY_METRICS}
-    return keys
+    return keys | set(SAMPLE_METRICS) if constrained else keys
 
 
 def union_volume(lo: Tensor, hi: Tensor, max_cells: int = 2_000_000) -> float | None:

@@ -36,6 +36,7 @@ class DequantisationModel(pl.LightningModule):
         lr, weight_decay: Adam(W) settings.
         iw_samples: k for ``test/iwbo_bits``.
         log_z_samples: prior samples for a Monte Carlo ``test/log_Z``.
+        max_tries: cap on draws per object in rejection sampling (constrained tasks).
         check_finite_every: check the loss terms for NaN/inf every n steps (0: never).
         context_encoder: optional causal context (``trufl.context``) passed to the dequantiser.
     """
@@ -51,6 +52,7 @@ class DequantisationModel(pl.LightningModule):
         weight_decay: float = 0.0,
         iw_samples: int = 16,
         log_z_samples: int = 256,
+        max_tries: int = 100,
         check_finite_every: int = 1,
         context_encoder: nn.Module | None = None,
     ):
@@ -63,7 +65,8 @@ class DequantisationModel(pl.LightningModule):
         self.weighting = weighting or Constant()
         self.recon_weight, self.kl_weight = float(recon_weight), float(kl_weight)
         self.lr, self.weight_decay = lr, weight_decay
-        self.iw_samples, self.log_z_samples = iw_samples, log_z_samples
+        self.iw_samples, self.log_z_samples, self.max_tries = iw_samples, log_z_samples, max_tries
+        self.sampling_info: dict = {}
         self.check_finite_every = check_finite_every
         self.log_z_info: dict = {}
         self.save_hyperparameters(ignore=["dequantiser", "prior", "weighting", "context_encoder"])
@@ -154,6 +157,11 @@ class DequantisationModel(pl.LightningModule):
             self.dequantiser, self.prior, x_len, self.log_z_samples, decode=self.decode, exact_ok=exact_ok
         )
         self.log("test/log_Z", self.log_z_info["log_Z"])
+        datamodule = self.trainer.datamodule if self.trainer else None
+        if datamodule is not None and hasattr(datamodule, "is_valid"):
+            self.sampling_info = self.sample_with_rejection(len(datamodule.splits["test"]), x_len, datamodule.is_valid)
+            self.log("sample/validity", self.sampling_info["validity_rejection"])
+            self.log("sample/acceptance", self.sampling_info["acceptance"])
 
     @torch.no_grad()
     def iwbo(self, x: Tensor, mask: Tensor, k: int | None = None) -> Tensor:
@@ -188,6 +196,36 @@ class DequantisationModel(pl.LightningModule):
         False where some token fell outside every support (``x`` is -1 there)."""
         x = self.decode(self.prior.sample(num, length).to(self.device))
         return x, (x >= 0).all(-1)
+
+    @torch.no_grad()
+    def sample_with_rejection(self, num: int, length: int, is_valid) -> dict:
+        """Generate ``num`` objects; redraw those with a token outside every support
+        (TRUFL's gaps, Argmax's invalid codes) up to ``max_tries`` draws per object.
+
+        Returns validity without rejection (first draws) and with it, and the
+        acceptance rate (objects in support / objects proposed). Objects still
+        outside the support after the cap count as invalid.
+        """
+        first, _ = self.generate(num, length)
+        x = first.clone()
+        pending = ~(x >= 0).all(-1)
+        proposed = num
+        for _ in range(self.max_tries - 1):
+            if not pending.any():
+                break
+            redraw, ok = self.generate(int(pending.sum()), length)
+            proposed += redraw.shape[0]
+            idx = pending.nonzero().squeeze(-1)
+            x[idx] = redraw
+            pending[idx] = ~ok
+        return {
+            "validity_plain": is_valid(first).float().mean().item(),
+            "validity_rejection": is_valid(x).float().mean().item(),
+            "acceptance": (num - int(pending.sum())) / proposed,
+            "objects": num,
+            "proposed": proposed,
+            "max_tries": self.max_tries,
+        }
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)

@@ -76,7 +76,8 @@ def build_model(cfg: DictConfig, num_categories: int) -> DequantisationModel:
     return DequantisationModel(
         deq, prior, build(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
         lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, iw_samples=cfg.eval.iw_samples,
-        log_z_samples=cfg.eval.log_z_samples, check_finite_every=cfg.check_finite_every, context_encoder=context,
+        log_z_samples=cfg.eval.log_z_samples, max_tries=cfg.eval.max_tries,
+        check_finite_every=cfg.check_finite_every, context_encoder=context,
     )
 
 
@@ -116,7 +117,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
                     {"interrupted": True, "global_step": trainer.global_step, "resume": f"ckpt_path={resume}",
                      "config": to_container(cfg), "choices": hydra_choices()}, indent=2))
             raise
-        wanted = contract_keys()
+        wanted = contract_keys(constrained=hasattr(datamodule, "is_valid"))
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
         for evaluate in (trainer.validate, trainer.test):  # each stage resets callback_metrics
             for stage in evaluate(model, datamodule=datamodule, verbose=False):
@@ -125,6 +126,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         results = {
             "metrics": metrics,
             "log_Z": model.log_z_info,
+            "sampling": model.sampling_info,
             "dequantiser": model.dequantiser.summary(),
             "dataset": datamodule.describe(),
             "samples": _samples(model, datamodule, cfg.eval.num_samples),

@@ -1,6 +1,7 @@
 """Tasks: each a LightningDataModule yielding ``{"x": [B, T], "mask": [B, T]}``."""
 
+from .sets import SetDataModule
 from .text import TextDataModule
 from .toy import ToyDataModule
 
-__all__ = ["ToyDataModule", "TextDataModule"]
+__all__ = ["ToyDataModule", "TextDataModule", "SetDataModule"]

@@ -2,5 +2,6 @@
 
 from .ar_lstm import ARLSTMPrior
 from .base import Prior, StandardLogisticPrior
+from .set_coupling import SetCouplingPrior
 
-__all__ = ["Prior", "StandardLogisticPrior", "ARLSTMPrior"]
+__all__ = ["Prior", "StandardLogisticPrior", "ARLSTMPrior", "SetCouplingPrior"]

@@ -1,0 +1,98 @@
+"""Set tasks and the permutation-invariant coupling prior."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from trufl.data.sets import SetDataModule, count_tuples, optimum_bits, sample_sum_tuples
+from trufl.priors.set_coupling import SetCouplingPrior
+
+
+def test_optima_match_the_published_values():
+    assert optimum_bits("shuffle", 16, 42) == pytest.approx(math.log2(math.factorial(16)) / 16)
+    assert optimum_bits("shuffle", 16, 42) == pytest.approx(2.77, abs=0.005)
+    assert optimum_bits("sum", 16, 42) == pytest.approx(2.24, abs=0.005)
+
+
+def test_count_tuples_by_brute_force():
+    import itertools
+
+    brute = sum(1 for t in itertools.product(range(1, 5), repeat=4) if sum(t) == 9)
+    assert count_tuples(4, 9, 4) == brute
+
+
+def test_sum_tuples_are_uniform_over_all_solutions():
+    rng = np.random.default_rng(0)
+    samples = sample_sum_tuples(40_000, 4, 9, rng)
+    assert (samples.sum(1) == 9).all() and samples.min() >= 1 and samples.max() <= 4
+    _, counts = np.unique(samples, axis=0, return_counts=True)
+    assert len(counts) == count_tuples(4, 9, 4)
+    expected = 40_000 / len(counts)
+    assert np.abs(counts - expected).max() < 5 * math.sqrt(expected)
+
+
+@pytest.mark.parametrize("task", ["shuffle", "sum"])
+def test_set_datasets_are_valid_and_cached(tmp_path, task):
+    dm = SetDataModule(task, train_size=300, val_size=20, test_size=20, data_dir=str(tmp_path))
+    dm.setup()
+    x = dm.splits["train"].x
+    assert x.shape == (300, 16) and dm.is_valid(x).all()
+    corrupted = x.clone()
+    corrupted[:, 0] = (corrupted[:, 0] + 1) % 16  # a duplicate (shuffle) or a wrong sum
+    assert not dm.is_valid(corrupted).any()
+    again = SetDataModule(task, train_size=300, val_size=20, test_size=20, data_dir=str(tmp_path))
+    again.setup()
+    assert (again.splits["train"].x == x).all()
+
+
+def test_impossible_sum_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="sum to 300"):
+        SetDataModule("sum", total=300, data_dir=str(tmp_path))
+
+
+def random_set_prior(dim=3):
+    torch.manual_seed(0)
+    prior = SetCouplingPrior(dim, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4).double()
+    with torch.no_grad():
+        for cond in prior.conditioners:
+            cond.out.weight.normal_(0, 0.3)
+    prior.actnorm.initialised.fill_(True)
+    return prior.eval()
+
+
+def test_permuting_elements_permutes_z_and_keeps_the_density():
+    prior = random_set_prior()
+    z = torch.randn(4, 7, 3, dtype=torch.float64)
+    perm = torch.randperm(7)
+    e, log_det = prior(z)
+    e_perm, log_det_perm = prior(z[:, perm])
+    torch.testing.assert_close(e_perm, e[:, perm], atol=1e-9, rtol=0)
+    torch.testing.assert_close(prior.log_prob(z[:, perm]).sum(-1), prior.log_prob(z).sum(-1), atol=1e-5, rtol=0)
+
+
+def test_set_coupling_inverts_and_log_det_matches_autograd():
+    prior = random_set_prior(dim=2)
+    z = torch.randn(2, 5, 2, dtype=torch.float64)
+    e, _ = prior(z)
+    torch.testing.assert_close(prior.inverse(e), z, atol=1e-5, rtol=0)
+    one = torch.randn(1, 3, 2, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: prior(v.view(1, 3, 2))[0].flatten(), one.flatten())
+    assert prior(one)[1].sum().item() == pytest.approx(torch.slogdet(jac)[1].item(), abs=1e-8)
+
+
+def test_set_coupling_respects_padding():
+    prior = random_set_prior()
+    z = torch.randn(1, 6, 3, dtype=torch.float64)
+    mask = torch.tensor([[True] * 4 + [False] * 2])
+    padded = z.clone()
+    padded[:, 4:] = 100.0  # garbage in padded slots must not change the real elements
+    torch.testing.assert_close(prior.log_prob(padded, mask)[:, :4], prior.log_prob(z[:, :4]), atol=1e-9, rtol=0)
+
+
+def test_set_coupling_needs_two_dimensions():
+    with pytest.raises(ValueError, match="flow.dim"):
+        SetCouplingPrior(1)

@@ -50,3 +50,24 @@ def test_full_support_and_argmax_invalid_codes():
     # binary codes for K = 5 use 3 bits: 5 of 8 orthants are valid, each of logistic mass 1/8
     z = log_support_mass(ArgmaxDequantiser(5), StandardLogisticPrior(3), 1)
     assert z["log_Z"] == pytest.approx(math.log(5 / 8), abs=1e-9)
+
+
+def test_rejection_sampling_acceptance_matches_z_and_never_returns_outside_points():
+    from trufl.model import DequantisationModel
+
+    torch.manual_seed(0)
+    deq = TruflDequantiser(4, 1, init_gap=0.2)  # each box keeps 60% of its cell: Z = 0.6 per token
+    model = DequantisationModel(deq, StandardLogisticPrior(1), max_tries=1000)
+    returned = []
+
+    def in_support(x):
+        returned.append(x)
+        return (x >= 0).all(-1)
+
+    info = model.sample_with_rejection(2000, 3, in_support)
+    assert (returned[1] >= 0).all(), "rejection returned an object with a token outside every support"
+    z_object = math.exp(3 * log_support_mass(deq, StandardLogisticPrior(1), 1)["log_Z"])
+    assert z_object == pytest.approx(0.6**3, rel=1e-4)
+    stderr = math.sqrt(z_object * (1 - z_object) / info["proposed"])
+    assert abs(info["acceptance"] - z_object) < 4 * stderr
+    assert info["validity_rejection"] == 1.0 and info["validity_plain"] == pytest.approx(z_object, abs=0.05)

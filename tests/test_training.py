@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -83,6 +84,26 @@ def test_causal_context_trains_and_generates(make_cfg, tmp_path, flow):
     assert torch.isfinite(torch.tensor(metrics["val/nll_bits"]))
     assert "monte carlo" in results["log_Z"]["estimator"] or flow == "catnf"
     assert len(results["samples"][0]) == 16
+
+
+@pytest.mark.parametrize("flow", ["trufl", "catnf", "argmax"])
+def test_set_tasks_log_validity_and_acceptance(make_cfg, tmp_path, flow):
+    dim = [] if flow == "argmax" else ["flow.dim=2"]
+    metrics = run(make_cfg(
+        "dataset=sets_sum", "dataset.train_size=64", "dataset.val_size=16", "dataset.test_size=16",
+        "dataset.batch_size=16", "prior=set_coupling", "prior.hidden=16", "prior.num_layers=2",
+        "prior.transformer_layers=1", "prior.heads=2", f"flow={flow}", *dim, "trainer.max_steps=3",
+        "trainer.val_check_interval=3", "eval.iw_samples=2", "eval.log_z_samples=16", "eval.max_tries=5",
+    ))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(metrics) == contract_keys(constrained=True)
+    info = results["sampling"]
+    assert info["objects"] == 16 and 0 < info["acceptance"] <= 1
+    assert info["validity_rejection"] >= info["validity_plain"]
+    assert results["dataset"]["optimum_bits"] == pytest.approx(2.2427, abs=1e-4)
+    if math.isfinite(metrics["test/log_Z"]):  # NaN when no prior sample landed in the support
+        assert results["renormalised"]["test/nll_bits"] <= metrics["test/nll_bits"]
+        assert results["renormalised"]["log_Z_estimator"] == results["log_Z"]["estimator"]
 
 
 def test_csv_metric_keys_are_exactly_the_contract(make_cfg, tmp_path):

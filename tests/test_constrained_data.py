@@ -1,0 +1,61 @@
+"""Graph colouring and Sudoku data: every generated object satisfies its constraints,
+checked independently of the generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from trufl.data.graphs import GraphColouringDataModule, chromatic_number_brute_force, is_bipartite
+from trufl.data.sudoku import boards_are_valid, random_board
+
+
+def test_every_generated_graph_has_chromatic_number_three(tmp_path):
+    dm = GraphColouringDataModule("tiny", train_size=60, val_size=10, test_size=10, data_dir=str(tmp_path), workers=2)
+    dm.setup()
+    for split, graphs in dm.graphs.items():
+        for n, edges, colours in graphs:
+            assert 10 <= n <= 20
+            assert chromatic_number_brute_force(n, edges) == 3, (split, n, edges)
+            assert (colours[edges[:, 0]] != colours[edges[:, 1]]).all()
+
+
+def test_graph_batches_group_node_counts_and_permute_colours(tmp_path):
+    dm = GraphColouringDataModule("tiny", train_size=80, val_size=10, test_size=10, batch_size=8,
+                                  data_dir=str(tmp_path), workers=1)
+    seen = 0
+    for batch in dm.train_dataloader():
+        B, n = batch["x"].shape
+        assert batch["adjacency"].shape == (B, n, n) and (batch["adjacency"] == batch["adjacency"].transpose(1, 2)).all()
+        assert dm.is_valid_colouring(batch["x"], batch["adjacency"]).all()  # relabelling keeps colourings proper
+        seen += B
+    assert seen == 80  # no graph dropped
+    plain = {tuple(c) for _, _, c in dm.graphs["train"]}
+    relabelled = {tuple(row.tolist()) for b in dm.train_dataloader() for row in b["x"]}
+    assert relabelled != plain  # the augmentation changes labels
+
+
+def test_invalid_colourings_are_detected():
+    adjacency = torch.zeros(1, 3, 3, dtype=torch.bool)
+    adjacency[0, 0, 1] = adjacency[0, 1, 0] = True
+    dm = GraphColouringDataModule.__new__(GraphColouringDataModule)
+    assert not dm.is_valid_colouring(torch.tensor([[1, 1, 0]]), adjacency).item()
+    assert dm.is_valid_colouring(torch.tensor([[1, 2, 1]]), adjacency).item()
+    assert not dm.is_valid_colouring(torch.tensor([[1, -1, 0]]), adjacency).item()
+
+
+def test_bipartite_check():
+    square = np.array([[0, 1], [1, 2], [2, 3], [3, 0]])
+    triangle = np.array([[0, 1], [1, 2], [2, 0]])
+    assert is_bipartite(4, square) and not is_bipartite(3, triangle)
+
+
+def test_generated_sudoku_boards_are_valid_and_varied():
+    rng = np.random.default_rng(0)
+    boards = torch.from_numpy(np.stack([random_board(rng) for _ in range(50)])).reshape(50, 81)
+    assert boards_are_valid(boards).all()
+    assert len({tuple(b.tolist()) for b in boards}) == 50
+    broken = boards.clone()
+    broken[:, [0, 1]] = broken[:, [1, 0]]  # swapping two cells of a row breaks its columns
+    assert not boards_are_valid(broken).any()
+    assert not boards_are_valid(torch.full((1, 81), -1)).any()

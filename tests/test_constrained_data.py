@@ -27,7 +27,7 @@ def test_graph_batches_group_node_counts_and_permute_colours(tmp_path):
     for batch in dm.train_dataloader():
         B, n = batch["x"].shape
         assert batch["adjacency"].shape == (B, n, n) and (batch["adjacency"] == batch["adjacency"].transpose(1, 2)).all()
-        assert dm.is_valid_colouring(batch["x"], batch["adjacency"]).all()  # relabelling keeps colourings proper
+        assert dm.is_valid(batch["x"], batch["adjacency"]).all()  # relabelling keeps colourings proper
         seen += B
     assert seen == 80  # no graph dropped
     plain = {tuple(c) for _, _, c in dm.graphs["train"]}
@@ -39,9 +39,9 @@ def test_invalid_colourings_are_detected():
     adjacency = torch.zeros(1, 3, 3, dtype=torch.bool)
     adjacency[0, 0, 1] = adjacency[0, 1, 0] = True
     dm = GraphColouringDataModule.__new__(GraphColouringDataModule)
-    assert not dm.is_valid_colouring(torch.tensor([[1, 1, 0]]), adjacency).item()
-    assert dm.is_valid_colouring(torch.tensor([[1, 2, 1]]), adjacency).item()
-    assert not dm.is_valid_colouring(torch.tensor([[1, -1, 0]]), adjacency).item()
+    assert not dm.is_valid(torch.tensor([[1, 1, 0]]), adjacency).item()
+    assert dm.is_valid(torch.tensor([[1, 2, 1]]), adjacency).item()
+    assert not dm.is_valid(torch.tensor([[1, -1, 0]]), adjacency).item()
 
 
 def test_bipartite_check():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trufl.data.sets import SetDataModule, count_tuples, optimum_bits, sample_sum_tuples
-from trufl.priors.set_coupling import SetCouplingPrior
+from trufl.priors.coupling import SetCouplingPrior
 
 
 def test_optima_match_the_published_values():
@@ -96,3 +96,39 @@ def test_set_coupling_respects_padding():
 def test_set_coupling_needs_two_dimensions():
     with pytest.raises(ValueError, match="flow.dim"):
         SetCouplingPrior(1)
+
+
+def random_graph_prior():
+    from trufl.priors.coupling import GraphCouplingPrior
+
+    torch.manual_seed(0)
+    prior = GraphCouplingPrior(2, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4).double()
+    with torch.no_grad():
+        for cond in prior.conditioners:
+            cond.out.weight.normal_(0, 0.3)
+    prior.actnorm.initialised.fill_(True)
+    return prior.eval()
+
+
+def test_graph_prior_is_equivariant_to_node_relabelling_and_inverts():
+    prior = random_graph_prior()
+    n = 7
+    adjacency = torch.rand(3, n, n) < 0.4
+    adjacency = (adjacency | adjacency.transpose(1, 2)) & ~torch.eye(n, dtype=torch.bool)
+    z = torch.randn(3, n, 2, dtype=torch.float64)
+    perm = torch.randperm(n)
+    e, _ = prior(z, adjacency=adjacency)
+    e_perm, _ = prior(z[:, perm], adjacency=adjacency[:, perm][:, :, perm])
+    torch.testing.assert_close(e_perm, e[:, perm], atol=1e-9, rtol=0)
+    lp = prior.log_prob(z, adjacency=adjacency).sum(-1)
+    lp_perm = prior.log_prob(z[:, perm], adjacency=adjacency[:, perm][:, :, perm]).sum(-1)
+    torch.testing.assert_close(lp_perm, lp, atol=1e-5, rtol=0)
+    torch.testing.assert_close(prior.inverse(e, adjacency=adjacency), z, atol=1e-5, rtol=0)
+    # the graph matters: another graph gives another density
+    other = ~adjacency & ~torch.eye(n, dtype=torch.bool)
+    assert (prior.log_prob(z, adjacency=other).sum(-1) - lp).abs().max() > 1e-3
+
+
+def test_graph_prior_needs_the_graph():
+    with pytest.raises(ValueError, match="adjacency"):
+        random_graph_prior().log_prob(torch.randn(1, 4, 2, dtype=torch.float64))

@@ -106,6 +106,21 @@ def test_set_tasks_log_validity_and_acceptance(make_cfg, tmp_path, flow):
         assert results["renormalised"]["log_Z_estimator"] == results["log_Z"]["estimator"]
 
 
+@pytest.mark.parametrize("prior", ["graph_coupling", "standard"])
+def test_graph_colouring_conditions_on_each_test_graph(make_cfg, tmp_path, prior):
+    small = ["prior.hidden=16", "prior.num_layers=2", "prior.transformer_layers=1", "prior.heads=2"] if prior != "standard" else []
+    metrics = run(make_cfg(
+        "dataset=graph_colouring_tiny", "dataset.train_size=40", "dataset.val_size=10", "dataset.test_size=10",
+        "dataset.batch_size=8", "dataset.workers=1", f"prior={prior}", *small, "flow=trufl", "flow.dim=2",
+        "trainer.max_steps=3", "trainer.val_check_interval=3", "eval.iw_samples=2", "eval.log_z_samples=16",
+    ))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(metrics) == contract_keys(constrained=True)
+    assert results["sampling"]["objects"] == 10  # one colouring per test graph
+    assert results["dataset"]["test_graphs"] == 10
+    assert all(c in (0, 1, 2, -1) for row in results["samples"] for c in row)
+
+
 def test_csv_metric_keys_are_exactly_the_contract(make_cfg, tmp_path):
     run(make_cfg(*toy("flow=trufl", "logger=csv", "trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.log_every_n_steps=5")))
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:

@@ -58,7 +58,8 @@ def union_volume(lo: Tensor, hi: Tensor, max_cells: int = 2_000_000) -> float | 
 
 @torch.no_grad()
 def log_support_mass(
-    deq: Dequantiser, prior: Prior, length: int, num_samples: int = 256, decode=None, exact_ok: bool = True
+    deq: Dequantiser, prior: Prior, length: int, num_samples: int = 256, decode=None, exact_ok: bool = True,
+    cond: dict | None = None, what: str = "",
 ) -> dict:
     """``log Z`` per token (nats), ``Z = P_{z~p}(every token of z lies in some support)``.
 
@@ -67,7 +68,8 @@ def log_support_mass(
     otherwise Monte Carlo over ``num_samples`` prior sequences of ``length``
     tokens, with a delta-method standard error. ``decode(z) -> [n, T]`` (−1 outside
     every support) replaces ``deq.decode`` when supports depend on a context;
-    then ``exact_ok`` must be False.
+    then ``exact_ok`` must be False. ``cond`` (rows repeated to ``num_samples``)
+    conditions the prior, e.g. on test graphs; ``what`` names them.
     """
     boxes = deq.support_boxes()
     if boxes is None:
@@ -76,10 +78,14 @@ def log_support_mass(
         volume = union_volume(torch.sigmoid(boxes[0].detach()), torch.sigmoid(boxes[1].detach()))
         if volume is not None:
             return {"log_Z": math.log(volume), "stderr": 0.0, "estimator": "exact (union of boxes under the logistic)"}
-    z = prior.sample(num_samples, length).to(next(deq.parameters()).device)
+    device = next(deq.parameters()).device
+    if cond:
+        rows = torch.arange(num_samples) % next(iter(cond.values())).shape[0]
+        cond = {k: v[rows].to(device) for k, v in cond.items()}
+    z = prior.sample(num_samples, length, **(cond or {})).to(device)
     inside = ((decode or deq.decode)(z) >= 0).all(-1).float()
     p = inside.mean().item()
-    estimator = f"monte carlo ({num_samples} prior samples of {length} tokens)"
+    estimator = f"monte carlo ({num_samples} prior samples of {length} tokens{what})"
     if p == 0:
         return {"log_Z": float("nan"), "stderr": float("nan"), "estimator": estimator + ": no sample inside the support"}
     stderr = math.sqrt((1 - p) / (num_samples * p))

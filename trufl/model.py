@@ -76,13 +76,13 @@ class DequantisationModel(pl.LightningModule):
         """Per-token context ``[B, T, C]`` from x_{<t}, or None without an encoder."""
         return self.context_encoder(x) if self.context_encoder is not None else None
 
-    def terms(self, x: Tensor, mask: Tensor) -> dict[str, Tensor]:
-        """Per-token terms ``[B, T]`` of one sample z ~ q(z|x)."""
+    def terms(self, x: Tensor, mask: Tensor, cond: dict | None = None) -> dict[str, Tensor]:
+        """Per-token terms ``[B, T]`` of one sample z ~ q(z|x); ``cond`` goes to the prior."""
         deq = self.dequantiser
         ctx = self.context(x)
         z, log_q = deq.sample(x, ctx)
         recon = deq.recon_log_prob(x, z, ctx)
-        log_p = self.prior.log_prob(z, mask)
+        log_p = self.prior.log_prob(z, mask, **(cond or {}))
         with torch.no_grad():
             log_post = deq.decoder_log_prob(z, ctx)
             log_px = gather(log_post, x)
@@ -109,7 +109,7 @@ class DequantisationModel(pl.LightningModule):
     # -- steps -------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         x, mask = batch["x"], batch["mask"]
-        t = self.terms(x, mask)
+        t = self.terms(x, mask, conditioning(batch))
         recon_f, kl_f = self.weighting(self.global_step)
         per_token = -(self.recon_weight * recon_f * t["recon"] + self.kl_weight * kl_f * (t["log_p"] - t["log_q"]))
         n = mask.sum().clamp_min(1)
@@ -138,11 +138,12 @@ class DequantisationModel(pl.LightningModule):
 
     def _eval_step(self, split: str, batch: dict) -> None:
         x, mask = batch["x"], batch["mask"]
-        t = self.terms(x, mask)
+        cond = conditioning(batch)
+        t = self.terms(x, mask, cond)
         n = int(mask.sum())
         self._log_split(split, self._metrics(t, mask), n, on_step=False, on_epoch=True, sync_dist=True)
         if split == "test" and self.iw_samples > 0:
-            self.log("test/iwbo_bits", -self.iwbo(x, mask).sum() / n / LN2, batch_size=n, on_epoch=True, sync_dist=True)
+            self.log("test/iwbo_bits", -self.iwbo(x, mask, cond=cond).sum() / n / LN2, batch_size=n, on_epoch=True, sync_dist=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -151,20 +152,26 @@ class DequantisationModel(pl.LightningModule):
         self._eval_step("test", batch)
 
     def on_test_epoch_end(self) -> None:
-        x_len = self.trainer.datamodule.seq_len if self.trainer and self.trainer.datamodule else 1
-        exact_ok = self.context_encoder is None
+        datamodule = self.trainer.datamodule if self.trainer else None
+        length = datamodule.seq_len if datamodule is not None else 1
+        groups = datamodule.sampling_groups() if hasattr(datamodule, "sampling_groups") else []
+        cond, what = None, ""
+        if groups and groups[0][2]:  # a conditional prior: estimate Z on the first group of test objects
+            _, length, cond = groups[0]
+            what = f", conditioned on {groups[0][0]} test objects of that size"
         self.log_z_info = log_support_mass(
-            self.dequantiser, self.prior, x_len, self.log_z_samples, decode=self.decode, exact_ok=exact_ok
+            self.dequantiser, self.prior, length, self.log_z_samples, decode=self.decode,
+            exact_ok=self.context_encoder is None, cond=cond, what=what,
         )
         self.log("test/log_Z", self.log_z_info["log_Z"])
-        datamodule = self.trainer.datamodule if self.trainer else None
-        if datamodule is not None and hasattr(datamodule, "is_valid"):
-            self.sampling_info = self.sample_with_rejection(len(datamodule.splits["test"]), x_len, datamodule.is_valid)
+        if groups:
+            parts = [self.sample_with_rejection(num, n, datamodule.is_valid, c) for num, n, c in groups]
+            self.sampling_info = merge_sampling(parts, self.max_tries)
             self.log("sample/validity", self.sampling_info["validity_rejection"])
             self.log("sample/acceptance", self.sampling_info["acceptance"])
 
     @torch.no_grad()
-    def iwbo(self, x: Tensor, mask: Tensor, k: int | None = None) -> Tensor:
+    def iwbo(self, x: Tensor, mask: Tensor, k: int | None = None, cond: dict | None = None) -> Tensor:
         """Importance-weighted bound per sequence ``[B]`` (nats) with k samples."""
         k = k or self.iw_samples
         ctx = self.context(x)
@@ -172,7 +179,7 @@ class DequantisationModel(pl.LightningModule):
         for _ in range(k):  # a loop, not a k-times larger batch: bounded memory
             z, log_q = self.dequantiser.sample(x, ctx)
             log_px = gather(self.dequantiser.decoder_log_prob(z, ctx), x)
-            per_token = log_px + self.prior.log_prob(z, mask) - log_q
+            per_token = log_px + self.prior.log_prob(z, mask, **(cond or {})) - log_q
             log_w.append(torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1))
         return torch.logsumexp(torch.stack(log_w), dim=0) - math.log(k)
 
@@ -191,14 +198,15 @@ class DequantisationModel(pl.LightningModule):
         return torch.stack(tokens, dim=1)
 
     @torch.no_grad()
-    def generate(self, num: int, length: int) -> tuple[Tensor, Tensor]:
-        """Samples ``x [num, length]`` from the prior, decoded; ``valid [num]`` is
-        False where some token fell outside every support (``x`` is -1 there)."""
-        x = self.decode(self.prior.sample(num, length).to(self.device))
+    def generate(self, num: int, length: int, cond: dict | None = None) -> tuple[Tensor, Tensor]:
+        """Samples ``x [num, length]`` from the prior (given ``cond``, e.g. graphs),
+        decoded; ``valid [num]`` is False where some token fell outside every
+        support (``x`` is -1 there)."""
+        x = self.decode(self.prior.sample(num, length, **(cond or {})).to(self.device))
         return x, (x >= 0).all(-1)
 
     @torch.no_grad()
-    def sample_with_rejection(self, num: int, length: int, is_valid) -> dict:
+    def sample_with_rejection(self, num: int, length: int, is_valid, cond: dict | None = None) -> dict:
         """Generate ``num`` objects; redraw those with a token outside every support
         (TRUFL's gaps, Argmax's invalid codes) up to ``max_tries`` draws per object.
 
@@ -206,21 +214,22 @@ class DequantisationModel(pl.LightningModule):
         acceptance rate (objects in support / objects proposed). Objects still
         outside the support after the cap count as invalid.
         """
-        first, _ = self.generate(num, length)
+        cond = {k: v.to(self.device) for k, v in (cond or {}).items()}
+        first, _ = self.generate(num, length, cond)
         x = first.clone()
         pending = ~(x >= 0).all(-1)
         proposed = num
         for _ in range(self.max_tries - 1):
             if not pending.any():
                 break
-            redraw, ok = self.generate(int(pending.sum()), length)
-            proposed += redraw.shape[0]
             idx = pending.nonzero().squeeze(-1)
+            redraw, ok = self.generate(len(idx), length, {k: v[idx] for k, v in cond.items()})
+            proposed += len(idx)
             x[idx] = redraw
             pending[idx] = ~ok
         return {
-            "validity_plain": is_valid(first).float().mean().item(),
-            "validity_rejection": is_valid(x).float().mean().item(),
+            "validity_plain": is_valid(first, **cond).float().mean().item(),
+            "validity_rejection": is_valid(x, **cond).float().mean().item(),
             "acceptance": (num - int(pending.sum())) / proposed,
             "objects": num,
             "proposed": proposed,
@@ -229,3 +238,23 @@ class DequantisationModel(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+def conditioning(batch: dict) -> dict:
+    """What a batch carries besides ``x`` and ``mask`` (e.g. ``adjacency``): the prior's condition."""
+    return {k: v for k, v in batch.items() if k not in ("x", "mask")}
+
+
+def merge_sampling(parts: list[dict], max_tries: int) -> dict:
+    """Object-weighted validity and overall acceptance over sampling groups."""
+    objects = sum(p["objects"] for p in parts)
+    proposed = sum(p["proposed"] for p in parts)
+    accepted = sum(p["acceptance"] * p["proposed"] for p in parts)
+    return {
+        "validity_plain": sum(p["validity_plain"] * p["objects"] for p in parts) / objects,
+        "validity_rejection": sum(p["validity_rejection"] * p["objects"] for p in parts) / objects,
+        "acceptance": accepted / proposed,
+        "objects": objects,
+        "proposed": proposed,
+        "max_tries": max_tries,
+    }

@@ -149,7 +149,12 @@ def run(cfg: DictConfig) -> dict[str, float]:
 def _samples(model: DequantisationModel, datamodule, num: int) -> list:
     if num <= 0:
         return []
-    x, _ = model.generate(num, datamodule.seq_len)
+    length, cond = datamodule.seq_len, None
+    if hasattr(datamodule, "sampling_groups"):  # e.g. colourings of the first test graphs
+        group_num, length, cond = datamodule.sampling_groups()[0]
+        num = min(num, group_num)
+        cond = {k: v[:num].to(model.device) for k, v in cond.items()}
+    x, _ = model.generate(num, length, cond)
     decode = getattr(datamodule, "decode_text", None)
     return [decode(row.tolist()) if decode else row.tolist() for row in x.cpu()]
 

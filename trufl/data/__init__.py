@@ -1,7 +1,8 @@
 """Tasks: each a LightningDataModule yielding ``{"x": [B, T], "mask": [B, T]}``."""
 
+from .graphs import GraphColouringDataModule
 from .sets import SetDataModule
 from .text import TextDataModule
 from .toy import ToyDataModule
 
-__all__ = ["ToyDataModule", "TextDataModule", "SetDataModule"]
+__all__ = ["ToyDataModule", "TextDataModule", "SetDataModule", "GraphColouringDataModule"]

@@ -22,6 +22,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from rich.progress import Progress
+from torch.utils.data import DataLoader, Sampler
 
 from .base import cache_key, load_or_build
 
@@ -174,6 +175,37 @@ def cached_graphs(data_dir, split_sizes: dict[str, int], min_nodes: int, max_nod
     return out
 
 
+class NodeCountBatchSampler(Sampler):
+    """Batches of indices whose graphs share a node count (no padding, nothing
+    dropped); with ``shuffle``, a new order every epoch."""
+
+    def __init__(self, sizes: list[int], batch_size: int, shuffle: bool, seed: int):
+        self.sizes, self.batch_size, self.shuffle, self.seed = sizes, batch_size, shuffle, seed
+        self.epoch = 0
+
+    def _batches(self) -> list[list[int]]:
+        by_size: dict[int, list[int]] = {}
+        for i, n in enumerate(self.sizes):
+            by_size.setdefault(n, []).append(i)
+        rng = np.random.default_rng(self.seed + self.epoch)
+        batches = []
+        for idx in by_size.values():
+            if self.shuffle:
+                rng.shuffle(idx)
+            batches += [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
+        if self.shuffle:
+            rng.shuffle(batches)
+        return batches
+
+    def __iter__(self):
+        batches = self._batches()
+        self.epoch += 1
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return len(self._batches())
+
+
 class GraphColouringDataModule(pl.LightningDataModule):
     """3-colourings of random graphs with chromatic number exactly 3.
 
@@ -216,26 +248,12 @@ class GraphColouringDataModule(pl.LightningDataModule):
         self.data_dir = Path(data_dir).expanduser()
         self.num_categories = NUM_COLOURS
         self.graphs: dict[str, list] = {}
+        self.seq_len = self.max_nodes  # for log Z estimates (upper bound on the length)
 
     def setup(self, stage: str | None = None) -> None:
         if not self.graphs:
             self.graphs = cached_graphs(self.data_dir, self.split_sizes, self.min_nodes, self.max_nodes,
                                         self.degree, self.seed, self.workers)
-
-    def _batches(self, split: str, shuffle: bool, epoch_seed: int) -> list[list[int]]:
-        """Indices grouped by node count, in batches of at most ``batch_size``."""
-        by_size: dict[int, list[int]] = {}
-        for i, (n, _, _) in enumerate(self.graphs[split]):
-            by_size.setdefault(n, []).append(i)
-        rng = np.random.default_rng(epoch_seed)
-        batches = []
-        for idx in by_size.values():
-            if shuffle:
-                rng.shuffle(idx)
-            batches += [idx[i : i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
-        if shuffle:
-            rng.shuffle(batches)
-        return batches
 
     def _collate(self, split: str, indices: list[int], permute: torch.Generator | None) -> dict:
         graphs = [self.graphs[split][i] for i in indices]
@@ -251,11 +269,15 @@ class GraphColouringDataModule(pl.LightningDataModule):
             adjacency[b, e[:, 1], e[:, 0]] = True
         return {"x": x, "mask": torch.ones_like(x, dtype=torch.bool), "adjacency": adjacency}
 
-    def _loader(self, split: str, shuffle: bool):
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
-        epoch_seed = self.seed + (self.trainer.current_epoch if self.trainer is not None else 0)
-        generator = torch.Generator().manual_seed(epoch_seed) if shuffle else None
-        return [self._collate(split, idx, generator) for idx in self._batches(split, shuffle, epoch_seed)]
+        sizes = [g[0] for g in self.graphs[split]]
+        sampler = NodeCountBatchSampler(sizes, self.batch_size, shuffle, self.seed)
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            range(len(sizes)), batch_sampler=sampler,
+            collate_fn=lambda idx: self._collate(split, list(idx), generator),
+        )
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)
@@ -266,7 +288,11 @@ class GraphColouringDataModule(pl.LightningDataModule):
     def test_dataloader(self):
         return self._loader("test", shuffle=False)
 
-    def is_valid_colouring(self, colours: torch.Tensor, adjacency: torch.Tensor) -> torch.Tensor:
+    def sampling_groups(self):
+        """One colouring per test graph, conditioned on its adjacency (grouped by node count)."""
+        return [(b["x"].shape[0], b["x"].shape[1], {"adjacency": b["adjacency"]}) for b in self.test_dataloader()]
+
+    def is_valid(self, colours: torch.Tensor, adjacency: torch.Tensor, **cond) -> torch.Tensor:
         """``[B]`` bool: no edge joins two nodes of one colour, no node uncoloured."""
         same = (colours[:, :, None] == colours[:, None, :]) & adjacency
         return (colours >= 0).all(-1) & ~same.flatten(1).any(-1)

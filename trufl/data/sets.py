@@ -107,7 +107,12 @@ class SetDataModule(SplitDataModule):
 
         return load_or_build(self.data_dir / "sets" / f"{key}.npz", generate)
 
-    def is_valid(self, x: torch.Tensor) -> torch.Tensor:
+    def sampling_groups(self):
+        """One group: a generated set per test set."""
+        self.setup()
+        return [(len(self.splits["test"]), self.size, {})]
+
+    def is_valid(self, x: torch.Tensor, **cond) -> torch.Tensor:
         """``[n]`` bool for sets ``x [n, size]`` (−1 = a token outside every support)."""
         ok = (x >= 0).all(-1)
         if self.task == "shuffle":

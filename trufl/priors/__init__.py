@@ -2,6 +2,6 @@
 
 from .ar_lstm import ARLSTMPrior
 from .base import Prior, StandardLogisticPrior
-from .set_coupling import SetCouplingPrior
+from .coupling import GraphCouplingPrior, SetCouplingPrior
 
-__all__ = ["Prior", "StandardLogisticPrior", "ARLSTMPrior", "SetCouplingPrior"]
+__all__ = ["Prior", "StandardLogisticPrior", "ARLSTMPrior", "SetCouplingPrior", "GraphCouplingPrior"]

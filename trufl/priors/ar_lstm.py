@@ -69,7 +69,7 @@ class ARLSTMPrior(Prior):
             log_det = log_det + ld.sum(-1)
         return y, log_det
 
-    def log_prob(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+    def log_prob(self, z: Tensor, mask: Tensor | None = None, **cond) -> Tensor:
         e, log_det = self.forward(z, mask)
         return self._masked(logistic_log_pdf(e).sum(-1) + log_det, mask)
 
@@ -111,7 +111,7 @@ class ARLSTMPrior(Prior):
         return self.actnorm.inverse(y)
 
     @torch.no_grad()
-    def sample(self, num: int, length: int) -> Tensor:
+    def sample(self, num: int, length: int, **cond) -> Tensor:
         param = next(self.parameters())
         u = torch.rand(num, length, self.dim, device=param.device, dtype=param.dtype).clamp(1e-6, 1 - 1e-6)
         return self.inverse(torch.logit(u))

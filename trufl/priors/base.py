@@ -10,16 +10,20 @@ from ..dequantisers.base import logistic_log_pdf
 
 class Prior(nn.Module):
     """``log_prob`` returns per-token log densities ``[B, T]`` (0 where ``mask`` is
-    False) so losses can be normalised per token; ``sample`` draws ``[n, T, D]``."""
+    False) so losses can be normalised per token; ``sample`` draws ``[n, T, D]``.
+
+    Conditioning that a batch carries besides ``x`` and ``mask`` (a graph's
+    ``adjacency``) reaches ``log_prob`` and ``sample`` as keyword arguments;
+    priors that do not use it model z unconditionally (a baseline)."""
 
     def __init__(self, dim: int):
         super().__init__()
         self.dim = int(dim)
 
-    def log_prob(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+    def log_prob(self, z: Tensor, mask: Tensor | None = None, **cond) -> Tensor:
         raise NotImplementedError
 
-    def sample(self, num: int, length: int) -> Tensor:
+    def sample(self, num: int, length: int, **cond) -> Tensor:
         raise NotImplementedError
 
     @staticmethod
@@ -30,9 +34,9 @@ class Prior(nn.Module):
 class StandardLogisticPrior(Prior):
     """Fixed standard logistic in every dimension (no parameters): the toy's prior."""
 
-    def log_prob(self, z: Tensor, mask: Tensor | None = None) -> Tensor:
+    def log_prob(self, z: Tensor, mask: Tensor | None = None, **cond) -> Tensor:
         return self._masked(logistic_log_pdf(z).sum(-1), mask)
 
-    def sample(self, num: int, length: int) -> Tensor:
+    def sample(self, num: int, length: int, **cond) -> Tensor:
         u = torch.rand(num, length, self.dim).clamp(1e-7, 1 - 1e-7)
         return torch.logit(u)

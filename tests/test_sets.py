@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from trufl.data.sets import SetDataModule, count_tuples, optimum_bits, sample_sum_tuples
-from trufl.priors.coupling import SetCouplingPrior
+from trufl.priors.coupling import GraphCouplingPrior, SetCouplingPrior
 
 
 def test_optima_match_the_published_values():
@@ -54,14 +54,19 @@ def test_impossible_sum_is_a_clear_error(tmp_path):
         SetDataModule("sum", total=300, data_dir=str(tmp_path))
 
 
-def random_set_prior(dim=3):
+def random_coupling_prior(cls=SetCouplingPrior, dim=3):
+    """A small coupling prior with random (off-identity) conditioner outputs."""
     torch.manual_seed(0)
-    prior = SetCouplingPrior(dim, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4).double()
+    prior = cls(dim, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4).double()
     with torch.no_grad():
         for cond in prior.conditioners:
             cond.out.weight.normal_(0, 0.3)
     prior.actnorm.initialised.fill_(True)
     return prior.eval()
+
+
+def random_set_prior(dim=3):
+    return random_coupling_prior(SetCouplingPrior, dim)
 
 
 def test_permuting_elements_permutes_z_and_keeps_the_density():
@@ -99,15 +104,7 @@ def test_set_coupling_needs_two_dimensions():
 
 
 def random_graph_prior():
-    from trufl.priors.coupling import GraphCouplingPrior
-
-    torch.manual_seed(0)
-    prior = GraphCouplingPrior(2, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4).double()
-    with torch.no_grad():
-        for cond in prior.conditioners:
-            cond.out.weight.normal_(0, 0.3)
-    prior.actnorm.initialised.fill_(True)
-    return prior.eval()
+    return random_coupling_prior(GraphCouplingPrior, dim=2)
 
 
 def test_graph_prior_is_equivariant_to_node_relabelling_and_inverts():

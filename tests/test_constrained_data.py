@@ -59,3 +59,16 @@ def test_generated_sudoku_boards_are_valid_and_varied():
     broken[:, [0, 1]] = broken[:, [1, 0]]  # swapping two cells of a row breaks its columns
     assert not boards_are_valid(broken).any()
     assert not boards_are_valid(torch.full((1, 81), -1)).any()
+
+
+def test_sudoku_constraint_graph_and_datamodule(tmp_path):
+    from trufl.data.sudoku import SudokuDataModule, constraint_graph
+
+    adj = constraint_graph()
+    assert adj.shape == (81, 81) and (adj == adj.T).all() and (adj.sum(1) == 20).all()  # 8 + 8 + 4 peers
+    dm = SudokuDataModule(train_size=40, val_size=8, test_size=8, batch_size=16, data_dir=str(tmp_path))
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["x"].shape == (16, 81) and batch["adjacency"].shape == (16, 81, 81)
+    assert dm.is_valid(batch["x"]).all()
+    (num, length, cond), = dm.sampling_groups()
+    assert (num, length) == (8, 81) and cond["adjacency"].shape == (8, 81, 81)

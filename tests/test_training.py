@@ -121,6 +121,18 @@ def test_graph_colouring_conditions_on_each_test_graph(make_cfg, tmp_path, prior
     assert all(c in (0, 1, 2, -1) for row in results["samples"] for c in row)
 
 
+def test_sudoku_trains_and_checks_board_validity(make_cfg, tmp_path):
+    metrics = run(make_cfg(
+        "dataset=sudoku", "dataset.train_size=32", "dataset.val_size=8", "dataset.test_size=8",
+        "dataset.batch_size=8", "prior=graph_coupling", "prior.hidden=16", "prior.num_layers=2",
+        "prior.transformer_layers=1", "prior.heads=2", "flow=trufl", "flow.dim=2",
+        "trainer.max_steps=2", "trainer.val_check_interval=2", "eval.iw_samples=2", "eval.log_z_samples=8",
+    ))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(metrics) == contract_keys(constrained=True)
+    assert results["sampling"]["objects"] == 8 and len(results["samples"][0]) == 81
+
+
 def test_csv_metric_keys_are_exactly_the_contract(make_cfg, tmp_path):
     run(make_cfg(*toy("flow=trufl", "logger=csv", "trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.log_every_n_steps=5")))
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 
 class TokenWindows(Dataset):
@@ -69,7 +69,12 @@ class SplitDataModule(pl.LightningDataModule):
         return DataLoader(
             self.splits[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
             generator=generator if shuffle else None, persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate,
         )
+
+    def collate(self, items: list[dict]) -> dict:
+        """Stack items into a batch (subclasses add conditioning, e.g. a graph)."""
+        return default_collate(items)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

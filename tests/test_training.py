@@ -27,7 +27,7 @@ def toy_trufl(seed: int, *extra: str) -> list[str]:
     return toy("flow=trufl", "flow.dim=1", "recon_weight=10", f"seed={seed}", *extra)
 
 
-def check_toy_target(results: dict) -> None:
+def assert_toy_target(results: dict) -> None:
     m = results["metrics"]
     assert m["test/determinism"] >= 0.99, m
     assert m["test/nll_bits"] <= 1.90, m
@@ -40,7 +40,7 @@ def test_trufl_toy_reaches_the_target(make_cfg, tmp_path):
     metrics = run(make_cfg(*toy_trufl(0)))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["metrics"] == metrics
-    check_toy_target(results)
+    assert_toy_target(results)
     assert results["choices"] == {} or "flow" in results["choices"]
     assert results["log_Z"]["estimator"].startswith("exact")
     assert -0.05 < results["metrics"]["test/log_Z"] <= 0.0  # the boxes cover (nearly) all prior mass
@@ -51,7 +51,7 @@ def test_trufl_toy_reaches_the_target(make_cfg, tmp_path):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_trufl_toy_reaches_the_target_for_three_seeds(make_cfg, tmp_path, seed):
     run(make_cfg(*toy_trufl(seed)))
-    check_toy_target(json.loads((tmp_path / "run" / "results.json").read_text()))
+    assert_toy_target(json.loads((tmp_path / "run" / "results.json").read_text()))
 
 
 def test_plain_pathwise_gradient_stalls(make_cfg, tmp_path):

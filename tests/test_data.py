@@ -57,7 +57,7 @@ def test_ptb_folder_layout_and_unseen_symbols(tmp_path):
     assert dm.num_categories == len(set("a b c _ a b\n"))
     (folder / "ptb.char.test.txt").write_text("z z\n")
     with pytest.raises(ValueError, match="never seen in train"):
-        TextDataModule(corpus="ptb", path=str(folder), data_dir=str(tmp_path / "cache2"), seq_len=4)
+        TextDataModule(corpus="ptb", path=str(folder), data_dir=str(tmp_path / "cache2"), seq_len=4).setup()
 
 
 def test_missing_local_path_is_a_clear_error(tmp_path):

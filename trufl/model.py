@@ -81,13 +81,13 @@ class DequantisationModel(pl.LightningModule):
         deq = self.dequantiser
         ctx = self.context(x)
         z, log_q = deq.sample(x, ctx)
-        recon = deq.recon_log_prob(x, z, ctx)
+        log_post = deq.decoder_log_prob(z, ctx)  # once: for the loss and for the metrics
+        recon = deq.recon_log_prob(x, z, ctx, log_post=log_post)
         log_p = self.prior.log_prob(z, mask, **(cond or {}))
-        with torch.no_grad():
-            log_post = deq.decoder_log_prob(z, ctx)
-            log_px = gather(log_post, x)
-            correct = (log_post.argmax(-1) == x) & torch.isfinite(log_px)
-        return {"recon": recon, "log_p": log_p, "log_q": log_q, "log_px": log_px, "correct": correct, "z": z}
+        log_post = log_post.detach()
+        log_px = gather(log_post, x)
+        correct = (log_post.argmax(-1) == x) & torch.isfinite(log_px)
+        return {"recon": recon, "log_p": log_p, "log_q": log_q, "log_px": log_px, "correct": correct}
 
     def _metrics(self, t: dict[str, Tensor], mask: Tensor) -> dict[str, Tensor]:
         n = mask.sum().clamp_min(1)

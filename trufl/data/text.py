@@ -161,20 +161,24 @@ class TextDataModule(SplitDataModule):
         self.corpus = corpus
         self.path = Path(path).expanduser() if path else None
         self.hub_name = hub_name or DEFAULT_HUB_NAMES.get(corpus)
-        self.vocab = self._load_vocab()
+        self._vocab: list[str] | None = None
 
     @property
     def _cache_dir(self) -> Path:
         source = str(self.path.resolve()) if self.path else self.hub_name
         return self.data_dir / "text" / f"{self.corpus}-{cache_key(corpus=self.corpus, source=source, v=1)}"
 
-    def _load_vocab(self) -> list[str]:
-        if self.corpus in ("bible", "text8"):
-            return list(ALPHABET27)
-        vocab_file = self._cache_dir / "vocab.json"
-        if not vocab_file.exists():
-            self.build()
-        return json.loads(vocab_file.read_text())
+    @property
+    def vocab(self) -> list[str]:
+        """Symbols by category; for data-dependent vocabularies (ptb, enwik8) read
+        after the splits are built (and cached) by :meth:`setup`."""
+        if self._vocab is None:
+            if self.corpus in ("bible", "text8"):
+                self._vocab = list(ALPHABET27)
+            else:
+                self.setup()
+                self._vocab = json.loads((self._cache_dir / "vocab.json").read_text())
+        return self._vocab
 
     @property
     def num_categories(self) -> int:

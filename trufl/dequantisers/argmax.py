@@ -68,15 +68,12 @@ class ArgmaxDequantiser(Dequantiser):
         if variant == "binary":
             bits = torch.stack([(k >> d) & 1 for d in range(need)], dim=-1)
             self.register_buffer("signs", (2 * bits - 1).float())  # [K, D]
-        self.context_net = nn.Linear(context_dim, num_categories * need * 2) if context_dim > 0 else None
-        if self.context_net is not None:
-            nn.init.zeros_(self.context_net.weight)
-            nn.init.zeros_(self.context_net.bias)
+        self.context_net = self._context_head(2)
 
     def _gaussian(self, context: Tensor | None) -> tuple[Tensor, Tensor]:
         mean, raw = self.mean, self.raw_log_std
-        if self.context_net is not None and context is not None:
-            extra = self.context_net(context).view(*context.shape[:-1], self.num_categories, self.dim, 2)
+        extra = self._context_offsets(context)
+        if extra is not None:
             mean, raw = mean + extra[..., 0], raw + extra[..., 1]
         return mean, bounded(raw, self.max_log_scale)
 

@@ -63,14 +63,19 @@ class Dequantiser(nn.Module):
         """``[...]`` bool: z lies in the support of some category."""
         return torch.isfinite(self.log_prob_all(z, context)).any(dim=-1)
 
-    def recon_log_prob(self, x: Tensor, z: Tensor, context: Tensor | None = None) -> Tensor:
+    def recon_log_prob(
+        self, x: Tensor, z: Tensor, context: Tensor | None = None, log_post: Tensor | None = None
+    ) -> Tensor:
         """Estimate of ``E_q[log p(x|z)]`` per token ``[...]`` for the loss.
 
         The value is ``log p(x|z)`` at the sample; subclasses may return an exact
         expectation or add a zero-valued surrogate so the *gradient* accounts for
-        what the pathwise derivative misses (TRUFL's box faces).
+        what the pathwise derivative misses (TRUFL's box faces). ``log_post``:
+        :meth:`decoder_log_prob` at ``z`` if the caller has it already.
         """
-        return gather(self.decoder_log_prob(z, context), x)
+        if log_post is None:
+            log_post = self.decoder_log_prob(z, context)
+        return gather(log_post, x)
 
     def support_boxes(self) -> tuple[Tensor, Tensor] | None:
         """The support of q(z) as a union of boxes ``lo, hi [K, D]`` in z-space
@@ -78,6 +83,22 @@ class Dequantiser(nn.Module):
         return None
 
     # -- helpers --------------------------------------------------------------
+    def _context_head(self, params_per_cell: int) -> nn.Linear | None:
+        """Map context → offsets of ``params_per_cell`` parameters per (k, d), zero-initialised
+        so training starts at the context-free parameters; None without a context."""
+        if self.context_dim <= 0:
+            return None
+        head = nn.Linear(self.context_dim, self.num_categories * self.dim * params_per_cell)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        return head
+
+    def _context_offsets(self, context: Tensor | None) -> Tensor | None:
+        """``[..., K, D, P]`` offsets from :meth:`_context_head`, or None."""
+        if self.context_net is None or context is None:
+            return None
+        return self.context_net(context).view(*context.shape[:-1], self.num_categories, self.dim, -1)
+
     def extra_repr(self) -> str:
         return f"K={self.num_categories}, D={self.dim}, context_dim={self.context_dim}"
 

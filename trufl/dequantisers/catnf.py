@@ -87,16 +87,13 @@ class CatNFDequantiser(Dequantiser):
         self.flows = nn.ModuleList(
             ConditionalAffineCoupling(dim, hidden, hidden, i % 2, max_log_scale) for i in range(num_flows)
         )
-        self.context_net = nn.Linear(context_dim, num_categories * dim * 2) if context_dim > 0 else None
-        if self.context_net is not None:
-            nn.init.zeros_(self.context_net.weight)
-            nn.init.zeros_(self.context_net.bias)
+        self.context_net = self._context_head(2)
 
     def _loc_scale(self, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """Locations and log-scales ``[K, D]`` (``[..., K, D]`` with context)."""
         loc, raw = self.loc, self.raw_log_scale
-        if self.context_net is not None and context is not None:
-            extra = self.context_net(context).view(*context.shape[:-1], self.num_categories, self.dim, 2)
+        extra = self._context_offsets(context)
+        if extra is not None:
             loc, raw = loc + extra[..., 0], raw + extra[..., 1]
         return loc, bounded(raw, self.max_log_scale)
 

@@ -101,10 +101,7 @@ class TruflDequantiser(Dequantiser):
             self.loc = nn.Parameter(torch.zeros(num_categories, dim))
             self.raw_log_scale = nn.Parameter(torch.zeros(num_categories, dim))
             n_ctx += 2
-        self.context_net = nn.Linear(context_dim, num_categories * dim * n_ctx) if context_dim > 0 else None
-        if self.context_net is not None:  # start exactly at the partition
-            nn.init.zeros_(self.context_net.weight)
-            nn.init.zeros_(self.context_net.bias)
+        self.context_net = self._context_head(n_ctx)  # zero-initialised: starts at the partition
 
     # -- parameters -----------------------------------------------------------
     def boxes(self, context: Tensor | None = None) -> dict[str, Tensor]:
@@ -114,13 +111,12 @@ class TruflDequantiser(Dequantiser):
         ``log_s``, and the box in z-space ``zlo``, ``zhi``. Membership tests
         and samples both use ``zlo/zhi`` so a sample is always inside its box.
         """
-        K, D = self.num_categories, self.dim
         logits = self.bound_logits
         loc = log_s = None
         if self.location_scale:
             loc, log_s = self.loc, self.raw_log_scale
-        if self.context_net is not None and context is not None:
-            extra = self.context_net(context).view(*context.shape[:-1], K, D, -1)
+        extra = self._context_offsets(context)
+        if extra is not None:
             logits = logits + extra[..., :3]
             if self.location_scale:
                 loc, log_s = loc + extra[..., 3], log_s + extra[..., 4]
@@ -161,10 +157,12 @@ class TruflDequantiser(Dequantiser):
         log_d, member = self._per_dim(z, self.boxes(context))
         return torch.where(member.all(-1), log_d.sum(-1), torch.full_like(log_d[..., 0], NEG_INF))
 
-    def recon_log_prob(self, x: Tensor, z: Tensor, context: Tensor | None = None) -> Tensor:
+    def recon_log_prob(
+        self, x: Tensor, z: Tensor, context: Tensor | None = None, log_post: Tensor | None = None
+    ) -> Tensor:
         if self.boundary_gradient == "exact":
             return self._exact_recon_1d(x, self.boxes(context))
-        sampled = super().recon_log_prob(x, z, context)
+        sampled = super().recon_log_prob(x, z, context, log_post)
         if self.boundary_gradient == "none":
             return sampled
         surrogate = self._face_surrogate(x, z, self.boxes(context))

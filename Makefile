@@ -4,10 +4,10 @@ PYTEST = $(PYTHON) -m pytest
 SWEEP_DIR ?= multirun/toy_table
 
 .DEFAULT_GOAL := help
-.PHONY: help install train toy toy-table test test-slow bench clean
+.PHONY: help install train toy toy-table experiment-sets experiment-graphs experiment-sudoku experiments test test-slow bench clean
 
 help: ## list the targets
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-11s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
 install: ## install trufl (editable) with test extras; torch pinned to the local CPU wheel
 	$(PYTHON) -m pip install --quiet "torch==2.13.0"
@@ -23,6 +23,17 @@ toy-table: ## TRUFL vs CatNF on the toy, recon_weight 1 and 10, 3 seeds, as a ma
 	$(PYTHON) train.py -m experiment=toy flow=trufl,catnf flow.dim=1 recon_weight=1,10 seed=0,1,2 \
 		logger=none trainer.enable_progress_bar=false hydra.sweep.dir=$(SWEEP_DIR)
 	$(PYTHON) scripts/tables.py $(SWEEP_DIR) --group flow recon_weight --widths --csv $(SWEEP_DIR)/table.csv
+
+experiment-sets: ## sets table (experiments/sets.yaml): 3 flows x 2 tasks, vs the optimum (~35 min)
+	$(PYTHON) scripts/experiment.py experiments/sets.yaml $(ARGS)
+
+experiment-graphs: ## graph-colouring-tiny table: validity with/without rejection, bits/node (~35 min)
+	$(PYTHON) scripts/experiment.py experiments/graph_colouring_tiny.yaml $(ARGS)
+
+experiment-sudoku: ## Sudoku table: board validity of the 3 flows (~30 min)
+	$(PYTHON) scripts/experiment.py experiments/sudoku.yaml $(ARGS)
+
+experiments: experiment-sets experiment-graphs experiment-sudoku ## all three constrained-generation tables
 
 test: ## fast test suite (a few minutes on 2 cores); no tests collected counts as a failure
 	$(PYTEST) -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc

@@ -16,7 +16,6 @@ import statistics
 import sys
 from pathlib import Path
 
-GROUP_KEYS = {"flow": lambda r: r["choices"].get("flow") or r["config"]["flow"]["_target_"].rsplit(".", 1)[-1]}
 
 
 def load(root: Path) -> list[dict]:
@@ -27,21 +26,41 @@ def load(root: Path) -> list[dict]:
 
 
 def group_value(result: dict, key: str):
-    if key in GROUP_KEYS:
-        return GROUP_KEYS[key](result)
+    """A config group's choice (``flow``, ``dataset``: the option's name) or a config value."""
+    if key in result.get("choices", {}):
+        return result["choices"][key]
     node = result["config"]
     for part in key.split("."):
+        node = node[part]
+    return node.get("_target_", "").rsplit(".", 1)[-1] if isinstance(node, dict) else node
+
+
+def value(result: dict, source: str):
+    """A number from results.json: ``test/nll_bits`` (a metric) or a dotted path such
+    as ``sampling.validity_plain``, ``dataset.optimum_bits``, ``renormalised.test/nll_bits``."""
+    if "." not in source:
+        return result["metrics"].get(source, result.get(source))
+    node = result
+    for part in source.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
         node = node[part]
     return node
 
 
-def fmt(values: list[float]) -> str:
+def fmt(values: list, digits: int = 3) -> str:
+    """One value, or mean ± std over seeds; ``—`` where a run lacks it."""
+    if not values or any(not isinstance(v, (int, float)) or v != v for v in values):
+        return "—"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
-def build_table(results: list[dict], group: list[str], metrics: list[str], widths: bool) -> tuple[list[str], list[list[str]]]:
+def build_table(
+    results: list[dict], group: list[str], metrics: list[str], widths: bool = False, digits: dict | None = None
+) -> tuple[list[str], list[list[str]]]:
+    digits = digits or {}
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault(tuple(group_value(r, k) for k in group), []).append(r)
@@ -49,7 +68,7 @@ def build_table(results: list[dict], group: list[str], metrics: list[str], width
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
         row = [str(v) for v in key] + [str(len(runs))]
-        row += [fmt([r["metrics"][m] for r in runs]) if all(m in r["metrics"] for r in runs) else "—" for m in metrics]
+        row += [fmt([value(r, m) for r in runs], digits.get(m, 3)) for m in metrics]
         if widths:
             w = [r["dequantiser"].get("box_widths") for r in runs]
             probs = runs[0]["dataset"].get("probs")

@@ -33,6 +33,8 @@ def test_unknown_override_key_is_rejected_by_name(make_cfg):
         ("optim.lr=0", "optim.lr"),
         ("eval.iw_samples=-2", "eval.iw_samples"),
         ("flow._target_=os.system", "flow._target_"),
+        ("optim.schedule=cosinus", "optim.schedule"),
+        ("latent_dim=0", "latent_dim"),
     ],
 )
 def test_bad_keys_and_values_name_the_key(make_cfg, override, key, tmp_path):
@@ -66,3 +68,24 @@ def test_inconsistent_flow_settings_fail_before_training(make_cfg, overrides, ke
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         run(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_learning_rate_schedule_warms_up_and_decays_to_zero():
+    import math
+
+    from trufl.dequantisers import TruflDequantiser
+    from trufl.model import DequantisationModel
+    from trufl.priors import StandardLogisticPrior
+
+    model = DequantisationModel(TruflDequantiser(4, 1), StandardLogisticPrior(1), schedule="cosine", warmup_steps=10, max_steps=100)
+    assert model.lr_factor(0) == pytest.approx(0.1)
+    assert model.lr_factor(9) == pytest.approx(math.cos(math.pi * 0.09) * 0.5 + 0.5)
+    assert model.lr_factor(50) == pytest.approx(0.5)
+    assert model.lr_factor(100) == pytest.approx(0.0, abs=1e-12)
+    constant = DequantisationModel(TruflDequantiser(4, 1), StandardLogisticPrior(1), warmup_steps=4)
+    assert [constant.lr_factor(s) for s in (0, 3, 500)] == [0.25, 1.0, 1.0]
+
+
+def test_latent_dim_sets_the_dimension_of_trufl_and_catnf(make_cfg):
+    cfg = make_cfg("latent_dim=2", "flow=catnf")
+    assert cfg.flow.dim == 2

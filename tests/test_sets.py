@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from trufl.data.sets import SetDataModule, count_tuples, optimum_bits, sample_sum_tuples
-from trufl.priors.coupling import GraphCouplingPrior, SetCouplingPrior
+from trufl.data.sudoku import constraint_graph
+from trufl.priors.coupling import GraphCouplingPrior, GridCouplingPrior, SetCouplingPrior
 
 
 def test_optima_match_the_published_values():
@@ -54,13 +55,14 @@ def test_impossible_sum_is_a_clear_error(tmp_path):
         SetDataModule("sum", total=300, data_dir=str(tmp_path))
 
 
-def random_coupling_prior(cls=SetCouplingPrior, dim=3):
-    """A small coupling prior with random (off-identity) conditioner outputs."""
+def random_coupling_prior(cls=SetCouplingPrior, dim=3, std=0.3):
+    """A small coupling prior with random (off-identity) conditioner outputs
+    (``std`` small enough that no transform is flat to float64 precision)."""
     torch.manual_seed(0)
     prior = cls(dim, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4).double()
     with torch.no_grad():
         for cond in prior.conditioners:
-            cond.out.weight.normal_(0, 0.3)
+            cond.out.weight.normal_(0, std)
     prior.actnorm.initialised.fill_(True)
     return prior.eval()
 
@@ -129,3 +131,24 @@ def test_graph_prior_is_equivariant_to_node_relabelling_and_inverts():
 def test_graph_prior_needs_the_graph():
     with pytest.raises(ValueError, match="adjacency"):
         random_graph_prior().log_prob(torch.randn(1, 4, 2, dtype=torch.float64))
+
+
+def test_grid_prior_units_are_the_sudoku_rows_columns_and_boxes():
+    prior = random_coupling_prior(GridCouplingPrior, dim=2)
+    units = prior.conditioners[0].units  # [81, 3]: row, column and box ids
+    shares_a_unit = (units[:, None, :] == units[None, :, :]).any(-1) & ~torch.eye(81, dtype=torch.bool)
+    assert torch.equal(shares_a_unit, constraint_graph())
+    assert all(torch.bincount(units[:, u]).tolist() == [0] * (9 * u) + [9] * 9 for u in range(3))
+
+
+def test_grid_prior_inverts_and_knows_where_cells_are():
+    prior = random_coupling_prior(GridCouplingPrior, dim=2, std=0.1)
+    z = torch.randn(2, 81, 2, dtype=torch.float64)
+    e, _ = prior(z)
+    torch.testing.assert_close(prior.inverse(e), z, atol=1e-5, rtol=0)
+    swap = torch.arange(81)
+    swap[[0, 80]] = swap[[80, 0]]  # exchange two cells in different rows, columns and boxes
+    lp = prior.log_prob(z).sum(-1)
+    assert (prior.log_prob(z[:, swap]).sum(-1) - lp).abs().min() > 1e-4  # not a set prior
+    with pytest.raises(ValueError, match="81 cells"):
+        prior.log_prob(torch.randn(1, 80, 2, dtype=torch.float64))

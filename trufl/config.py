@@ -25,10 +25,10 @@ INJECTED = {
 TOP_LEVEL = {
     "dataset", "flow", "prior", "context", "weighting", "trainer", "logger", "paths", "experiment", "hydra",
     "seed", "recon_weight", "kl_weight", "ckpt_path", "num_threads", "optim", "eval", "check_finite_every",
-    "task_name", "tags",
+    "task_name", "tags", "latent_dim",
 }
 SECTIONS = {
-    "optim": {"lr": "positive", "weight_decay": "nonnegative"},
+    "optim": {"lr": "positive", "weight_decay": "nonnegative", "warmup_steps": "nonnegative_int", "schedule": "choice"},
     "eval": {
         "iw_samples": "nonnegative_int", "log_z_samples": "positive_int", "num_samples": "nonnegative_int",
         "max_tries": "positive_int",
@@ -40,7 +40,12 @@ class ConfigError(ValueError):
     """A configuration mistake; the message names every offending key."""
 
 
+CHOICES = {"optim.schedule": ("constant", "cosine")}
+
+
 def _check_number(key: str, value, kind: str) -> str | None:
+    if kind == "choice":
+        return None if value in CHOICES[key] else f"{key}={value!r} must be one of {CHOICES[key]}"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
         return f"{key}={value!r} must be a number"
     if kind.endswith("int") and not isinstance(value, int):
@@ -77,6 +82,8 @@ def validate_config(cfg: DictConfig) -> None:
     errors += [f"unknown top-level key {k!r} (valid: {', '.join(sorted(TOP_LEVEL))})" for k in unknown]
     for key in ("recon_weight", "kl_weight"):
         errors.append(_check_number(key, cfg.get(key), "nonnegative"))
+    if cfg.get("latent_dim") is not None:
+        errors.append(_check_number("latent_dim", cfg.latent_dim, "positive_int"))
     for section, keys in SECTIONS.items():
         node = cfg.get(section) or {}
         errors += [f"unknown key {section}.{k} (valid: {', '.join(keys)})" for k in node if k not in keys]

@@ -34,6 +34,9 @@ class DequantisationModel(pl.LightningModule):
         weighting: schedule returning ``(recon_factor, kl_factor)`` per step.
         recon_weight, kl_weight: the loss weights (top-level config keys).
         lr, weight_decay: Adam(W) settings.
+        schedule: ``constant`` or ``cosine`` (decays to 0 at ``max_steps``).
+        warmup_steps: linear learning-rate warm-up from 0.
+        max_steps: length of the cosine schedule (``trainer.max_steps``).
         iw_samples: k for ``test/iwbo_bits``.
         log_z_samples: prior samples for a Monte Carlo ``test/log_Z``.
         max_tries: cap on draws per object in rejection sampling (constrained tasks).
@@ -50,6 +53,9 @@ class DequantisationModel(pl.LightningModule):
         kl_weight: float = 1.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        schedule: str = "constant",
+        warmup_steps: int = 0,
+        max_steps: int | None = None,
         iw_samples: int = 16,
         log_z_samples: int = 256,
         max_tries: int = 100,
@@ -64,7 +70,12 @@ class DequantisationModel(pl.LightningModule):
         self.prior = prior
         self.weighting = weighting or Constant()
         self.recon_weight, self.kl_weight = float(recon_weight), float(kl_weight)
+        if schedule not in ("constant", "cosine"):
+            raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {schedule!r}")
+        if schedule == "cosine" and not (max_steps and max_steps > 0):
+            raise ValueError("optim.schedule=cosine needs trainer.max_steps > 0")
         self.lr, self.weight_decay = lr, weight_decay
+        self.schedule, self.warmup_steps, self.max_steps = schedule, warmup_steps, max_steps
         self.iw_samples, self.log_z_samples, self.max_tries = iw_samples, log_z_samples, max_tries
         self.sampling_info: dict = {}
         self.check_finite_every = check_finite_every
@@ -236,8 +247,20 @@ class DequantisationModel(pl.LightningModule):
             "max_tries": self.max_tries,
         }
 
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of ``lr`` at optimiser step ``step``: warm-up, then constant or cosine."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.schedule == "constant":
+            return warm
+        progress = min(1.0, step / self.max_steps)
+        return warm * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimiser = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.schedule == "constant" and not self.warmup_steps:
+            return optimiser
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, self.lr_factor)
+        return {"optimizer": optimiser, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def conditioning(batch: dict) -> dict:

@@ -75,7 +75,8 @@ def build_model(cfg: DictConfig, num_categories: int) -> DequantisationModel:
     prior = build(cfg.prior, dim=deq.dim)
     return DequantisationModel(
         deq, prior, build(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
-        lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, iw_samples=cfg.eval.iw_samples,
+        lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, schedule=cfg.optim.get("schedule", "constant"),
+        warmup_steps=cfg.optim.get("warmup_steps", 0), max_steps=cfg.trainer.get("max_steps"), iw_samples=cfg.eval.iw_samples,
         log_z_samples=cfg.eval.log_z_samples, max_tries=cfg.eval.max_tries,
         check_finite_every=cfg.check_finite_every, context_encoder=context,
     )

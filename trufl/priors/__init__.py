@@ -2,6 +2,6 @@
 
 from .ar_lstm import ARLSTMPrior
 from .base import Prior, StandardLogisticPrior
-from .coupling import GraphCouplingPrior, SetCouplingPrior
+from .coupling import GraphCouplingPrior, GridCouplingPrior, SetCouplingPrior
 
-__all__ = ["Prior", "StandardLogisticPrior", "ARLSTMPrior", "SetCouplingPrior", "GraphCouplingPrior"]
+__all__ = ["Prior", "StandardLogisticPrior", "ARLSTMPrior", "SetCouplingPrior", "GraphCouplingPrior", "GridCouplingPrior"]

@@ -78,6 +78,33 @@ class GraphConditioner(nn.Module):
         return self.out(x)
 
 
+class GridConditioner(nn.Module):
+    """Transformer over the cells of an ``n×n`` grid of ``b×b`` boxes (Sudoku: 9, 3),
+    told each cell's row, column and box by learned embeddings:
+    ``[B, n², in] -> [B, n², out]`` (cells in row-major order)."""
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int, heads: int, layers: int, side: int = 9, box: int = 3):
+        super().__init__()
+        if side % box:
+            raise ValueError(f"prior.box={box} must divide prior.side={side}")
+        self.side = side
+        self.set_encoder = SetConditioner(in_dim, out_dim, hidden, heads, layers)
+        self.out = self.set_encoder.out  # zero-initialised head, as for the other conditioners
+        cell = torch.arange(side * side)
+        row, col = cell // side, cell % side
+        self.register_buffer("units", torch.stack([row, side + col, 2 * side + (row // box) * (side // box) + col // box], -1))
+        self.unit_embedding = nn.Embedding(3 * side, hidden)
+        nn.init.normal_(self.unit_embedding.weight, std=0.1)  # comparable to the projected input
+
+    def forward(self, h: Tensor, mask: Tensor | None, adjacency: Tensor | None = None) -> Tensor:
+        if h.shape[1] != self.side**2:
+            raise ValueError(f"prior=grid_coupling expects {self.side}×{self.side} = {self.side**2} cells per object, got {h.shape[1]}")
+        enc = self.set_encoder
+        x = enc.inp(h) + self.unit_embedding(self.units).sum(-2)  # row + column + box
+        pad = None if mask is None else ~mask
+        return enc.out(enc.encoder(x, src_key_padding_mask=pad))
+
+
 class CouplingPrior(Prior):
     """Coupling flow over latent-dimension halves; subclasses choose the conditioner.
 
@@ -114,13 +141,16 @@ class CouplingPrior(Prior):
             halves.append((first, second) if i % 2 == 0 else (second, first))
         self.halves = halves
         self.conditioners = nn.ModuleList(
-            self.conditioner(len(a), len(b) * self.transform.num_params, hidden, heads, transformer_layers)
+            self.build_conditioner(len(a), len(b) * self.transform.num_params, hidden, heads, transformer_layers)
             for a, b in halves
         )
         with torch.no_grad():  # spread the initial mixture means so components differ
             for cond, (_, b) in zip(self.conditioners, halves):
                 bias = cond.out.bias.view(len(b), self.transform.num_params)
                 bias[:, num_mixtures : 2 * num_mixtures] = torch.linspace(-2, 2, num_mixtures)
+
+    def build_conditioner(self, in_dim: int, out_dim: int, hidden: int, heads: int, layers: int) -> nn.Module:
+        return self.conditioner(in_dim, out_dim, hidden, heads, layers)
 
     def _params(self, layer: int, z: Tensor, mask: Tensor | None, adjacency: Tensor | None) -> Tensor:
         a, b = self.halves[layer]
@@ -170,3 +200,23 @@ class GraphCouplingPrior(CouplingPrior):
 
     conditioner = GraphConditioner
     name = "graph_coupling"
+
+
+class GridCouplingPrior(CouplingPrior):
+    """Sudoku: a Transformer conditioner that knows each cell's row, column and box.
+
+    Args (besides :class:`CouplingPrior`'s):
+        side: cells per row and column (9).
+        box: box side (3).
+    """
+
+    conditioner = GridConditioner
+    name = "grid_coupling"
+
+    def __init__(self, dim: int, num_layers: int = 4, hidden: int = 64, heads: int = 4,
+                 transformer_layers: int = 2, num_mixtures: int = 8, side: int = 9, box: int = 3):
+        self.side, self.box = side, box  # read by build_conditioner during super().__init__
+        super().__init__(dim, num_layers, hidden, heads, transformer_layers, num_mixtures)
+
+    def build_conditioner(self, in_dim: int, out_dim: int, hidden: int, heads: int, layers: int) -> nn.Module:
+        return GridConditioner(in_dim, out_dim, hidden, heads, layers, self.side, self.box)

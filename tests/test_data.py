@@ -89,3 +89,31 @@ def test_toy_frequencies_match_probs_and_cache_is_reused(tmp_path):
     again.setup()
     assert (again.splits["train"].x == dm.splits["train"].x).all()
     assert len(list((tmp_path / "toy").glob("*.npz"))) == 1
+
+
+def _build_in_process(args):
+    import numpy as np
+
+    from trufl.data.base import load_or_build
+
+    path, value = args
+
+    def builder():
+        import time
+
+        time.sleep(0.3)  # long enough for the other process to arrive meanwhile
+        return {"x": np.full(3, value)}
+
+    return load_or_build(path, builder)["x"].tolist()
+
+
+def test_parallel_jobs_share_one_cache_build(tmp_path):
+    """Two sweep jobs asking for the same cache: one builds, the other loads it
+    (they used to race on one temporary file and one of them crashed)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = tmp_path / "cache" / "data.npz"
+    with ProcessPoolExecutor(2) as pool:
+        first, second = pool.map(_build_in_process, [(path, 1), (path, 2)])
+    assert first == second  # both see the one build that won
+    assert sorted(p.name for p in path.parent.iterdir()) == ["data.lock", "data.npz"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -97,13 +99,18 @@ def cache_key(**fields) -> str:
 
 
 def load_or_build(path: Path, builder) -> dict[str, np.ndarray]:
-    """Arrays from ``path`` (an .npz) or from ``builder()``, saved atomically."""
-    if path.exists():
-        with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    arrays = builder()
+    """Arrays from ``path`` (an .npz) or from ``builder()``, saved atomically.
+
+    Parallel jobs of a sweep share the cache: a lock file makes one of them
+    build while the others wait and then load its result."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
-    return arrays
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            with np.load(path) as f:
+                return {k: f[k] for k in f.files}
+        arrays = builder()
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+        return arrays

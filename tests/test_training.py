@@ -45,6 +45,14 @@ def test_trufl_toy_reaches_the_target(make_cfg, tmp_path):
     assert results["log_Z"]["estimator"].startswith("exact")
     assert -0.05 < results["metrics"]["test/log_Z"] <= 0.0  # the boxes cover (nearly) all prior mass
     assert results["metrics"]["test/iwbo_bits"] <= results["metrics"]["test/nll_bits"] + 1e-3
+    # rejection sampling on the trained model: never worse, and always inside a box
+    info = results["sampling"]
+    assert info["validity_rejection"] >= info["validity_plain"]
+    assert info["validity_rejection"] == 1.0
+    # one token per object: acceptance estimates Z, the prior mass inside the boxes
+    z = math.exp(results["metrics"]["test/log_Z"])
+    n = info["proposed"]
+    assert abs(info["acceptance"] - z) <= 4 * math.sqrt(z * (1 - z) / n) + 1e-3, (info, z)
 
 
 @pytest.mark.slow

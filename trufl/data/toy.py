@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from .base import SplitDataModule, cache_key, load_or_build
 
@@ -48,6 +49,14 @@ class ToyDataModule(SplitDataModule):
             return {s: rng.choice(len(self.probs), size=n * self.seq_len, p=self.probs) for s, n in self.sizes.items()}
 
         return load_or_build(self.data_dir / "toy" / f"{key}.npz", generate)
+
+    def sampling_groups(self):
+        """One generated sequence per test sequence."""
+        return [(self.sizes["test"], self.seq_len, {})]
+
+    def is_valid(self, x: torch.Tensor, **cond) -> torch.Tensor:
+        """``[n]``: every token decodes to a category (the toy has no other constraint)."""
+        return ((x >= 0) & (x < self.num_categories)).all(-1)
 
     def describe(self) -> dict:
         return {**super().describe(), "entropy_bits": self.entropy_bits, "probs": self.probs}

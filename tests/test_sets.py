@@ -55,11 +55,11 @@ def test_impossible_sum_is_a_clear_error(tmp_path):
         SetDataModule("sum", total=300, data_dir=str(tmp_path))
 
 
-def random_coupling_prior(cls=SetCouplingPrior, dim=3, std=0.3):
+def random_coupling_prior(cls=SetCouplingPrior, dim=3, std=0.3, mix_dims=False):
     """A small coupling prior with random (off-identity) conditioner outputs
     (``std`` small enough that no transform is flat to float64 precision)."""
     torch.manual_seed(0)
-    prior = cls(dim, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4).double()
+    prior = cls(dim, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4, mix_dims=mix_dims).double()
     with torch.no_grad():
         for cond in prior.conditioners:
             cond.out.weight.normal_(0, std)
@@ -67,12 +67,13 @@ def random_coupling_prior(cls=SetCouplingPrior, dim=3, std=0.3):
     return prior.eval()
 
 
-def random_set_prior(dim=3):
-    return random_coupling_prior(SetCouplingPrior, dim)
+def random_set_prior(dim=3, mix_dims=False):
+    return random_coupling_prior(SetCouplingPrior, dim, mix_dims=mix_dims)
 
 
-def test_permuting_elements_permutes_z_and_keeps_the_density():
-    prior = random_set_prior()
+@pytest.mark.parametrize("mix_dims", [False, True])
+def test_permuting_elements_permutes_z_and_keeps_the_density(mix_dims):
+    prior = random_set_prior(mix_dims=mix_dims)
     z = torch.randn(4, 7, 3, dtype=torch.float64)
     perm = torch.randperm(7)
     e, log_det = prior(z)
@@ -81,8 +82,9 @@ def test_permuting_elements_permutes_z_and_keeps_the_density():
     torch.testing.assert_close(prior.log_prob(z[:, perm]).sum(-1), prior.log_prob(z).sum(-1), atol=1e-5, rtol=0)
 
 
-def test_set_coupling_inverts_and_log_det_matches_autograd():
-    prior = random_set_prior(dim=2)
+@pytest.mark.parametrize("mix_dims", [False, True])
+def test_set_coupling_inverts_and_log_det_matches_autograd(mix_dims):
+    prior = random_set_prior(dim=2, mix_dims=mix_dims)
     z = torch.randn(2, 5, 2, dtype=torch.float64)
     e, _ = prior(z)
     torch.testing.assert_close(prior.inverse(e), z, atol=1e-5, rtol=0)

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..dequantisers.base import logistic_log_pdf
 from .base import Prior
-from .layers import ActNorm, MixtureLogisticCDF
+from .layers import ActNorm, InvertibleLinear, MixtureLogisticCDF
 
 
 class SetConditioner(nn.Module):
@@ -113,6 +113,8 @@ class CouplingPrior(Prior):
     num_layers: coupling layers (alternating halves).
     hidden, heads, transformer_layers: conditioner size.
     num_mixtures: logistic components per CDF transform.
+    mix_dims: a learned invertible linear map over the latent dimensions before
+        every coupling layer (CatNF/Glow), so the halves are not fixed axes.
     """
 
     conditioner = SetConditioner
@@ -126,6 +128,7 @@ class CouplingPrior(Prior):
         heads: int = 4,
         transformer_layers: int = 2,
         num_mixtures: int = 8,
+        mix_dims: bool = False,
     ):
         super().__init__(dim)
         if dim < 2:
@@ -140,6 +143,7 @@ class CouplingPrior(Prior):
             second = list(range(dim // 2, dim))
             halves.append((first, second) if i % 2 == 0 else (second, first))
         self.halves = halves
+        self.mixers = nn.ModuleList(InvertibleLinear(dim) for _ in halves) if mix_dims else None
         self.conditioners = nn.ModuleList(
             self.build_conditioner(len(a), len(b) * self.transform.num_params, hidden, heads, transformer_layers)
             for a, b in halves
@@ -161,6 +165,9 @@ class CouplingPrior(Prior):
         """z ``[B, T, D]`` → base e and log|det| per element ``[B, T]``."""
         y, log_det = self.actnorm(z, mask)
         for layer, (_, b) in enumerate(self.halves):
+            if self.mixers is not None:
+                y, ld = self.mixers[layer](y)
+                log_det = log_det + ld
             params = self._params(layer, y, mask, adjacency)
             out, ld = self.transform.forward(y[..., b], params)
             y = y.clone()
@@ -179,6 +186,8 @@ class CouplingPrior(Prior):
             _, b = self.halves[layer]
             params = self._params(layer, y, mask, adjacency)  # the conditioning half is unchanged by this layer
             y[..., b] = self.transform.inverse(y[..., b], params)
+            if self.mixers is not None:
+                y = self.mixers[layer].inverse(y)
         return self.actnorm.inverse(y)
 
     @torch.no_grad()
@@ -213,10 +222,10 @@ class GridCouplingPrior(CouplingPrior):
     conditioner = GridConditioner
     name = "grid_coupling"
 
-    def __init__(self, dim: int, num_layers: int = 4, hidden: int = 64, heads: int = 4,
-                 transformer_layers: int = 2, num_mixtures: int = 8, side: int = 9, box: int = 3):
+    def __init__(self, dim: int, num_layers: int = 4, hidden: int = 64, heads: int = 4, transformer_layers: int = 2,
+                 num_mixtures: int = 8, mix_dims: bool = False, side: int = 9, box: int = 3):
         self.side, self.box = side, box  # read by build_conditioner during super().__init__
-        super().__init__(dim, num_layers, hidden, heads, transformer_layers, num_mixtures)
+        super().__init__(dim, num_layers, hidden, heads, transformer_layers, num_mixtures, mix_dims)
 
     def build_conditioner(self, in_dim: int, out_dim: int, hidden: int, heads: int, layers: int) -> nn.Module:
         return GridConditioner(in_dim, out_dim, hidden, heads, layers, self.side, self.box)

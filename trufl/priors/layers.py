@@ -46,6 +46,22 @@ class ActNorm(nn.Module):
         return y * torch.exp(-self.log_scale) - self.bias
 
 
+class InvertibleLinear(nn.Module):
+    """``y = z Wᵀ`` mixing the latent dimensions (Glow's 1×1 convolution), W
+    initialised to a random rotation. Shapes: z ``[..., D]``; log-determinant
+    per position ``[...]``. D is small, so W is kept whole (no LU)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.linalg.qr(torch.randn(dim, dim))[0])
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return z @ self.weight.T, torch.linalg.slogdet(self.weight)[1].expand(z.shape[:-1])
+
+    def inverse(self, y: Tensor) -> Tensor:
+        return torch.linalg.solve(self.weight, y.unsqueeze(-1)).squeeze(-1)
+
+
 class MaskedLinear(nn.Linear):
     """Linear layer with a fixed connectivity mask (MADE); the mask is applied
     functionally in ``forward``, never by editing the weights in place."""

@@ -72,3 +72,22 @@ def test_sudoku_constraint_graph_and_datamodule(tmp_path):
     assert dm.is_valid(batch["x"]).all()
     (num, length, cond), = dm.sampling_groups()
     assert (num, length) == (8, 81) and cond["adjacency"].shape == (8, 81, 81)
+
+
+def test_sudoku_generation_is_cached_and_independent_of_the_worker_count(tmp_path):
+    from trufl.data.sudoku import SudokuDataModule
+
+    def boards(workers, where):
+        dm = SudokuDataModule(train_size=450, val_size=8, test_size=8, data_dir=str(tmp_path / where), workers=workers)
+        dm.setup()
+        return dm, dm.build()
+
+    dm, serial = boards(1, "a")
+    _, parallel = boards(2, "b")
+    assert all(np.array_equal(serial[k], parallel[k]) for k in serial)
+    assert boards_are_valid(torch.from_numpy(serial["train"]).view(-1, 81)).all()
+    assert len(serial["train"]) == 450 * 81  # chunks of 200, 200, 50: nothing dropped
+    (cache,) = (tmp_path / "a" / "sudoku").glob("*.npz")
+    stamp = cache.stat().st_mtime_ns
+    boards(1, "a")
+    assert cache.stat().st_mtime_ns == stamp  # reused, not rebuilt

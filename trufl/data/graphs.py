@@ -12,19 +12,17 @@ the paper's 192k/24k/24k and 450k/20k/30k graphs are a config change away.
 
 from __future__ import annotations
 
+import functools
 import itertools
-import math
 from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from rich.progress import Progress
 from torch.utils.data import DataLoader, Sampler
 
-from .base import cache_key, load_or_build
+from .base import cache_key, generate_in_chunks, load_or_build
 
 NUM_COLOURS = 3
 
@@ -79,9 +77,8 @@ def random_graph(rng: np.random.Generator, min_nodes: int, max_nodes: int, degre
     return n, pairs[rng.random(len(pairs)) < p]
 
 
-def generate_chunk(args) -> list[tuple[int, np.ndarray, np.ndarray]]:
+def generate_chunk(seed: int, count: int, min_nodes: int, max_nodes: int, degree) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """``count`` graphs of chromatic number exactly 3, with a colouring each."""
-    seed, count, min_nodes, max_nodes, degree = args
     rng = np.random.default_rng(seed)
     out = []
     while len(out) < count:
@@ -144,21 +141,8 @@ def generate_graphs(
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """``num`` graphs in parallel chunks (seeded per chunk, so the result does not
     depend on the number of workers), with a progress bar."""
-    jobs = [(seed * 1_000_003 + i, min(chunk, num - i * chunk), min_nodes, max_nodes, degree) for i in range(math.ceil(num / chunk))]
-    graphs: list = []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(f"generating {num} graphs ({min_nodes}-{max_nodes} nodes)", total=num)
-        if workers <= 1:
-            results = map(generate_chunk, jobs)
-        else:
-            pool = ProcessPoolExecutor(workers)
-            results = pool.map(generate_chunk, jobs)
-        for part in results:
-            graphs.extend(part)
-            progress.advance(task, len(part))
-        if workers > 1:
-            pool.shutdown()
-    return graphs
+    make = functools.partial(generate_chunk, min_nodes=min_nodes, max_nodes=max_nodes, degree=degree)
+    return generate_in_chunks(make, num, seed, workers, f"generating {num} graphs ({min_nodes}-{max_nodes} nodes)", chunk)
 
 
 def cached_graphs(data_dir, split_sizes: dict[str, int], min_nodes: int, max_nodes: int,

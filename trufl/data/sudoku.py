@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from rich.progress import Progress
 
-from .base import SplitDataModule, cache_key, load_or_build
+from .base import SplitDataModule, cache_key, generate_in_chunks, load_or_build
 
 
 def random_board(rng: np.random.Generator) -> np.ndarray:
@@ -49,6 +48,12 @@ def random_board(rng: np.random.Generator) -> np.ndarray:
     return board
 
 
+def generate_boards(seed: int, count: int) -> list[np.ndarray]:
+    """``count`` boards ``[81]`` from one seeded generator (a chunk of a split)."""
+    rng = np.random.default_rng(seed)
+    return [random_board(rng).reshape(-1) for _ in range(count)]
+
+
 def boards_are_valid(x: torch.Tensor) -> torch.Tensor:
     """``[n]`` bool for boards ``x [n, 81]`` (or ``[n, 9, 9]``): every row, column and
     3×3 box holds each digit exactly once."""
@@ -83,6 +88,8 @@ class SudokuDataModule(SplitDataModule):
 
     Args:
         train_size, val_size, test_size: boards per split.
+        workers: processes generating boards (chunks are seeded, so the boards do
+            not depend on it).
     """
 
     def __init__(
@@ -94,26 +101,22 @@ class SudokuDataModule(SplitDataModule):
         data_dir: str = "~/.cache/trufl",
         num_workers: int = 0,
         seed: int = 0,
+        workers: int = 2,
     ):
         super().__init__(81, batch_size, data_dir, num_workers, seed)
+        self.workers = workers
         self.num_categories = 9
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.adjacency = constraint_graph()
 
     def build(self) -> dict[str, np.ndarray]:
-        key = cache_key(sizes=self.sizes, seed=self.seed, v=1)
+        key = cache_key(sizes=self.sizes, seed=self.seed, v=2)
 
         def generate():
-            rng = np.random.default_rng(self.seed)
             out = {}
-            with Progress(transient=True) as progress:
-                for split, n in self.sizes.items():
-                    task = progress.add_task(f"generating {n} {split} boards", total=n)
-                    boards = []
-                    for _ in range(n):
-                        boards.append(random_board(rng).reshape(-1))
-                        progress.advance(task)
-                    out[split] = np.concatenate(boards) if boards else np.zeros(0, np.int64)
+            for i, (split, n) in enumerate(self.sizes.items()):
+                boards = generate_in_chunks(generate_boards, n, self.seed * 10 + i, self.workers, f"generating {n} {split} boards")
+                out[split] = np.concatenate(boards) if boards else np.zeros(0, np.int64)
             return out
 
         return load_or_build(self.data_dir / "sudoku" / f"{key}.npz", generate)

@@ -46,19 +46,25 @@ def read_spec(path: Path) -> dict:
     return spec
 
 
-def sweep_overrides(spec: dict) -> list[str]:
-    """``key=a,b,c`` per sweep axis (a scalar is a fixed override)."""
+def sweep_overrides(spec: dict, replaced: set[str] = frozenset()) -> list[str]:
+    """``key=a,b,c`` per sweep axis (a scalar is a fixed override), except the
+    axes in ``replaced`` (given again on the command line)."""
     out = []
     for key, values in spec["sweep"].items():
+        if key in replaced:
+            continue
         values = values if isinstance(values, list) else [values]
         out.append(f"{key}={','.join(str(v) for v in values)}")
     return out
 
 
 def sweep_command(spec: dict, runs: Path, tiny: bool, extra: list[str]) -> list[str]:
+    """The multirun command; an extra override of a sweep axis (``seed=0,1,2``)
+    replaces the file's values for it."""
+    replaced = {o.split("=", 1)[0].lstrip("+~") for o in extra if "=" in o}
     return [
         sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=local", f"hydra.sweep.dir={runs}",
-        *sweep_overrides(spec), *(spec["tiny"] if tiny else []), *extra,
+        *sweep_overrides(spec, replaced), *(spec["tiny"] if tiny else []), *extra,
     ]
 
 

@@ -44,3 +44,16 @@ def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
     published = [r for r in rows if r[header.index("seeds")] == "—"]
     assert len(published) == len(spec.get("published") or [])
     assert (out / "table.md").read_text().count("\n|") == len(rows) + 2  # header, rule, rows
+
+
+def test_command_line_axes_replace_the_files_values(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from experiment import read_spec, sweep_command
+    finally:
+        sys.path.pop(0)
+    spec = read_spec(ROOT / "experiments" / "sets.yaml")
+    cmd = sweep_command(spec, tmp_path, tiny=False, extra=["seed=0,1,2", "trainer.max_steps=10"])
+    assert "seed=0,1,2" in cmd and "seed=0" not in cmd
+    assert "flow=trufl,catnf,argmax" in cmd and "hydra/launcher=local" in cmd and "-m" in cmd
+    assert cmd.index("trainer.max_steps=10") > cmd.index("experiment=sets")

@@ -57,3 +57,30 @@ def test_command_line_axes_replace_the_files_values(tmp_path):
     assert "seed=0,1,2" in cmd and "seed=0" not in cmd
     assert "flow=trufl,catnf,argmax" in cmd and "hydra/launcher=local" in cmd and "-m" in cmd
     assert cmd.index("trainer.max_steps=10") > cmd.index("experiment=sets")
+
+
+def test_sample_drawing_marks_exactly_the_violated_constraints():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from plot_samples import draw_board, draw_graph
+    finally:
+        sys.path.pop(0)
+    from trufl.data.sudoku import constraint_graph
+
+    adjacency = torch.tensor([[0, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 0]], dtype=torch.bool)
+    fig, ax = plt.subplots()
+    draw_graph(ax, torch.tensor([0, 0, 1, 1]), adjacency)  # edges 0-1 and 2-3 clash
+    red = [line for line in ax.lines if line.get_color() == "#d62728"]
+    assert len(red) == 2 and len(ax.lines) == 4
+    fig, ax = plt.subplots()
+    board = torch.arange(81) % 9  # every row valid, every column constant: all cells clash
+    board[0] = -1
+    draw_board(ax, board, constraint_graph())
+    assert len(ax.patches) == 81
+    plt.close("all")

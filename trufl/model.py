@@ -221,9 +221,10 @@ class DequantisationModel(pl.LightningModule):
         """Generate ``num`` objects; redraw those with a token outside every support
         (TRUFL's gaps, Argmax's invalid codes) up to ``max_tries`` draws per object.
 
-        Returns validity without rejection (first draws) and with it, and the
-        acceptance rate (objects in support / objects proposed). Objects still
-        outside the support after the cap count as invalid.
+        Returns validity without rejection (first draws) and with it, the
+        acceptance rate (objects in support / objects proposed), and the objects
+        (``samples [num, length]``). Objects still outside the support after the
+        cap count as invalid.
         """
         cond = {k: v.to(self.device) for k, v in (cond or {}).items()}
         first, _ = self.generate(num, length, cond)
@@ -245,6 +246,7 @@ class DequantisationModel(pl.LightningModule):
             "objects": num,
             "proposed": proposed,
             "max_tries": self.max_tries,
+            "samples": x,
         }
 
     def lr_factor(self, step: int) -> float:

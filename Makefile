@@ -38,7 +38,7 @@ experiments: experiment-sets experiment-graphs experiment-sudoku ## all three co
 test: ## fast test suite (a few minutes on 2 cores); no tests collected counts as a failure
 	$(PYTEST) -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-slow: ## the slow tests (multi-seed learning targets)
+test-slow: ## the slow tests (multi-seed learning targets; each experiments/ table at a tiny size)
 	$(PYTEST) -q -m slow; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 bench: ## speed benchmarks: step time vs a plain LSTM LM, sampling vs recomputation

@@ -24,13 +24,13 @@ toy-table: ## TRUFL vs CatNF on the toy, recon_weight 1 and 10, 3 seeds, as a ma
 		logger=none trainer.enable_progress_bar=false hydra.sweep.dir=$(SWEEP_DIR)
 	$(PYTHON) scripts/tables.py $(SWEEP_DIR) --group flow recon_weight --widths --csv $(SWEEP_DIR)/table.csv
 
-experiment-sets: ## sets table (experiments/sets.yaml): 3 flows x 2 tasks, vs the optimum (~35 min)
+experiment-sets: ## sets table (experiments/sets.yaml): 3 flows x 2 tasks, vs the optimum (31 min on 2 cores)
 	$(PYTHON) scripts/experiment.py experiments/sets.yaml $(ARGS)
 
-experiment-graphs: ## graph-colouring-tiny table: validity with/without rejection, bits/node (~35 min)
+experiment-graphs: ## graph-colouring-tiny table: validity with/without rejection, bits/node (19 min on 2 cores)
 	$(PYTHON) scripts/experiment.py experiments/graph_colouring_tiny.yaml $(ARGS)
 
-experiment-sudoku: ## Sudoku table: board validity of the 3 flows (~30 min)
+experiment-sudoku: ## Sudoku table: board validity of the 3 flows (14 min on 2 cores)
 	$(PYTHON) scripts/experiment.py experiments/sudoku.yaml $(ARGS)
 
 experiments: experiment-sets experiment-graphs experiment-sudoku ## all three constrained-generation tables

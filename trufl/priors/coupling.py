@@ -29,9 +29,13 @@ class SetConditioner(nn.Module):
         self.out = nn.Linear(hidden, out_dim)
         nn.init.zeros_(self.out.weight)
 
+    def embed(self, h: Tensor) -> Tensor:
+        """Per-element input features ``[B, T, hidden]`` (no positions)."""
+        return self.inp(h)
+
     def forward(self, h: Tensor, mask: Tensor | None, adjacency: Tensor | None = None) -> Tensor:
         pad = None if mask is None else ~mask
-        return self.out(self.encoder(self.inp(h), src_key_padding_mask=pad))
+        return self.out(self.encoder(self.embed(h), src_key_padding_mask=pad))
 
 
 class GraphAttentionBlock(nn.Module):
@@ -78,31 +82,26 @@ class GraphConditioner(nn.Module):
         return self.out(x)
 
 
-class GridConditioner(nn.Module):
-    """Transformer over the cells of an ``n×n`` grid of ``b×b`` boxes (Sudoku: 9, 3),
-    told each cell's row, column and box by learned embeddings:
+class GridConditioner(SetConditioner):
+    """The set Transformer over the cells of an ``n×n`` grid of ``b×b`` boxes (Sudoku:
+    9, 3), told each cell's row, column and box by learned embeddings:
     ``[B, n², in] -> [B, n², out]`` (cells in row-major order)."""
 
     def __init__(self, in_dim: int, out_dim: int, hidden: int, heads: int, layers: int, side: int = 9, box: int = 3):
-        super().__init__()
+        super().__init__(in_dim, out_dim, hidden, heads, layers)
         if side % box:
             raise ValueError(f"prior.box={box} must divide prior.side={side}")
         self.side = side
-        self.set_encoder = SetConditioner(in_dim, out_dim, hidden, heads, layers)
-        self.out = self.set_encoder.out  # zero-initialised head, as for the other conditioners
         cell = torch.arange(side * side)
         row, col = cell // side, cell % side
         self.register_buffer("units", torch.stack([row, side + col, 2 * side + (row // box) * (side // box) + col // box], -1))
         self.unit_embedding = nn.Embedding(3 * side, hidden)
         nn.init.normal_(self.unit_embedding.weight, std=0.1)  # comparable to the projected input
 
-    def forward(self, h: Tensor, mask: Tensor | None, adjacency: Tensor | None = None) -> Tensor:
+    def embed(self, h: Tensor) -> Tensor:
         if h.shape[1] != self.side**2:
             raise ValueError(f"prior=grid_coupling expects {self.side}×{self.side} = {self.side**2} cells per object, got {h.shape[1]}")
-        enc = self.set_encoder
-        x = enc.inp(h) + self.unit_embedding(self.units).sum(-2)  # row + column + box
-        pad = None if mask is None else ~mask
-        return enc.out(enc.encoder(x, src_key_padding_mask=pad))
+        return self.inp(h) + self.unit_embedding(self.units).sum(-2)  # row + column + box
 
 
 class CouplingPrior(Prior):

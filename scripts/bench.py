@@ -21,7 +21,7 @@ from torch import nn
 
 from trufl.data import TextDataModule
 from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser
-from trufl.model import DequantisationModel
+from trufl.latent import LatentVariableModel
 from trufl.priors import ARLSTMPrior
 
 
@@ -58,14 +58,14 @@ def step_fns(batches, hidden: int, K: int) -> dict:
         ("CatNF (D=3)", CatNFDequantiser(K, 3)),
         ("Argmax (binary, D=5)", ArgmaxDequantiser(K)),
     ]:
-        model = DequantisationModel(deq, ARLSTMPrior(deq.dim, hidden=hidden))
+        model = LatentVariableModel(deq, ARLSTMPrior(deq.dim, hidden=hidden))
         opt = torch.optim.Adam(model.parameters())
 
         def step(i, model=model, opt=opt):
             b = batches[i]
             t = model.terms(b["x"], b["mask"])
             opt.zero_grad()
-            (-(t["recon"] + t["log_p"] - t["log_q"]).mean()).backward()
+            (-(t.recon + t.log_p - t.log_q).mean()).backward()
             opt.step()
 
         fns[name] = step

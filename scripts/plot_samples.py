@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from trufl.run import build, build_model  # noqa: E402
+from trufl.build import build, build_model  # noqa: E402
+from trufl.sampling import sample_with_rejection  # noqa: E402
 
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7", "#9c755f", "#bab0ac"]
 
@@ -40,8 +41,6 @@ def load_run(run: Path):
     cfg = OmegaConf.create(json.loads(results.read_text())["config"])
     datamodule = build(cfg.dataset)
     datamodule.setup()
-    if not hasattr(datamodule, "sampling_groups"):
-        sys.exit(f"dataset {cfg.dataset._target_} is not a constrained-generation task")
     model = build_model(cfg, datamodule.num_categories)
     state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
     model.load_state_dict(state)
@@ -82,12 +81,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     datamodule, model = load_run(args.run)
     torch.manual_seed(args.seed)
-    num, length, cond = datamodule.sampling_groups()[0]
+    num, length, cond = datamodule.sampling_groups(args.num)[0]
     num = min(num, args.num)
     cond = {k: v[:num] for k, v in cond.items()}
     if "adjacency" not in cond:
         sys.exit("drawing needs a graph-structured task (graph colouring or Sudoku)")
-    info = model.sample_with_rejection(num, length, datamodule.is_valid, cond)
+    info = sample_with_rejection(model.model, num, length, datamodule.is_valid, cond, model.evaluation.max_tries)
     valid = datamodule.is_valid(info["samples"], **cond)
     cols = min(num, 4)
     fig, axes = plt.subplots(math.ceil(num / cols), cols, figsize=(3 * cols, 3 * math.ceil(num / cols)), squeeze=False)

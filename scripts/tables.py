@@ -64,13 +64,13 @@ def build_table(
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault(tuple(group_value(r, k) for k in group), []).append(r)
-    header = [*group, "seeds", *metrics] + (["max |width − p|", "box widths (seed mean)"] if widths else [])
+    header = [*group, "seeds", *metrics] + (["max |mass − p|", "box mass (seed mean)"] if widths else [])
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
         row = [str(v) for v in key] + [str(len(runs))]
         row += [fmt([value(r, m) for r in runs], digits.get(m, 3)) for m in metrics]
         if widths:
-            w = [r["dequantiser"].get("box_widths") for r in runs]
+            w = [r["dequantiser"].get("box_mass") for r in runs]  # each box's mass under the standard logistic
             probs = runs[0]["dataset"].get("probs")
             if all(w) and probs:
                 worst = max(max(abs(a - p) for a, p in zip(ws, probs)) for ws in w)
@@ -92,7 +92,7 @@ def main(argv=None) -> None:
     ap.add_argument("root", type=Path, help="folder searched recursively for results.json")
     ap.add_argument("--group", nargs="+", default=["flow", "recon_weight"], help="config keys (or 'flow') to group by")
     ap.add_argument("--metrics", nargs="+", default=["test/nll_bits", "test/kl_bits", "test/recon_bits", "test/determinism"])
-    ap.add_argument("--widths", action="store_true", help="add learned box widths vs dataset.probs")
+    ap.add_argument("--widths", action="store_true", help="add each learned box's prior mass vs dataset.probs")
     ap.add_argument("--csv", type=Path, help="also write the table as CSV")
     args = ap.parse_args(argv)
     header, rows = build_table(load(args.root), args.group, args.metrics, args.widths)

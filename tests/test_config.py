@@ -73,16 +73,14 @@ def test_inconsistent_flow_settings_fail_before_training(make_cfg, overrides, ke
 def test_learning_rate_schedule_warms_up_and_decays_to_zero():
     import math
 
-    from trufl.dequantisers import TruflDequantiser
-    from trufl.model import DequantisationModel
-    from trufl.priors import StandardLogisticPrior
+    from trufl.optim import OptimSettings
 
-    model = DequantisationModel(TruflDequantiser(4, 1), StandardLogisticPrior(1), schedule="cosine", warmup_steps=10, max_steps=100)
-    assert model.lr_factor(0) == pytest.approx(0.1)
-    assert model.lr_factor(9) == pytest.approx(math.cos(math.pi * 0.09) * 0.5 + 0.5)
-    assert model.lr_factor(50) == pytest.approx(0.5)
-    assert model.lr_factor(100) == pytest.approx(0.0, abs=1e-12)
-    constant = DequantisationModel(TruflDequantiser(4, 1), StandardLogisticPrior(1), warmup_steps=4)
+    cosine = OptimSettings(schedule="cosine", warmup_steps=10, max_steps=100)
+    assert cosine.lr_factor(0) == pytest.approx(0.1)
+    assert cosine.lr_factor(9) == pytest.approx(math.cos(math.pi * 0.09) * 0.5 + 0.5)
+    assert cosine.lr_factor(50) == pytest.approx(0.5)
+    assert cosine.lr_factor(100) == pytest.approx(0.0, abs=1e-12)
+    constant = OptimSettings(warmup_steps=4)
     assert [constant.lr_factor(s) for s in (0, 3, 500)] == [0.25, 1.0, 1.0]
 
 

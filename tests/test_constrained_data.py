@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from trufl.data.graphs import GraphColouringDataModule, chromatic_number_brute_force, is_bipartite
+from trufl.data.graphs import GraphColouringDataModule, is_bipartite
 from trufl.data.sudoku import boards_are_valid, random_board
+
+from .oracles import chromatic_number_brute_force
 
 
 def test_every_generated_graph_has_chromatic_number_three(tmp_path):

@@ -27,8 +27,8 @@ def test_embedded_corpus_split_by_interleaved_chapters(data_dir):
     total = sum(n.values())
     assert total > 3_500_000 and dm.num_categories == 27
     assert 0.04 < n["val"] / total < 0.06 and 0.04 < n["test"] / total < 0.06
-    val = dm.decode_text(dm.splits["val"].x[dm.splits["val"].mask].tolist())
-    test = dm.decode_text(dm.splits["test"].x[dm.splits["test"].mask].tolist())
+    val = dm.render(dm.splits["val"].x[dm.splits["val"].mask].tolist())
+    test = dm.render(dm.splits["test"].x[dm.splits["test"].mask].tolist())
     # chapter 19 of Genesis is in val and chapter 20 in test; Revelation 13 (book 66) in test
     assert "there came two angels to sodom at even" in val
     assert "abraham journeyed from thence toward the south country" in test
@@ -42,7 +42,7 @@ def test_text8_from_a_local_file(tmp_path):
     path.write_text(text.upper() + "!!")  # cleaning lower-cases and drops punctuation
     dm = TextDataModule(corpus="text8", path=str(path), data_dir=str(tmp_path / "cache"), seq_len=32)
     dm.setup()
-    decoded = "".join(dm.decode_text(s.x[s.mask].tolist()) for s in (dm.splits[k] for k in ("train", "val", "test")))
+    decoded = "".join(dm.render(s.x[s.mask].tolist()) for s in (dm.splits[k] for k in ("train", "val", "test")))
     assert decoded == text_module.clean27(text + "!!")
 
 
@@ -94,7 +94,7 @@ def test_toy_frequencies_match_probs_and_cache_is_reused(tmp_path):
 def _build_in_process(args):
     import numpy as np
 
-    from trufl.data.base import load_or_build
+    from trufl.data.cache import load_or_build
 
     path, value = args
 

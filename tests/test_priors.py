@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from trufl.priors import ARLSTMPrior, StandardLogisticPrior
-from trufl.priors.layers import MixtureLogisticCDF
+from trufl.priors.transforms import MixtureLogisticCDF
 
 
 def random_prior(dim=3, dtype=torch.float64, seed=0, **kw) -> ARLSTMPrior:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from trufl.metrics import contract_keys
-from trufl.model import NonFiniteLossError
+from trufl.objective import NonFiniteLossError
 from trufl.run import run
 
 from .conftest import ROOT, tiny_text, toy
@@ -32,8 +32,8 @@ def assert_toy_target(results: dict) -> None:
     assert m["test/determinism"] >= 0.99, m
     assert m["test/nll_bits"] <= 1.90, m
     assert m["test/nll_bits"] >= ENTROPY - 0.05  # a bound, never below the entropy (up to sampling noise)
-    widths = results["dequantiser"]["box_widths"]
-    assert max(abs(w - p) for w, p in zip(widths, PROBS)) <= 0.03, widths
+    mass = results["dequantiser"]["box_mass"]  # each box's prior mass: the learned category probability
+    assert max(abs(w - p) for w, p in zip(mass, PROBS)) <= 0.03, mass
 
 
 def test_trufl_toy_reaches_the_target(make_cfg, tmp_path):
@@ -104,7 +104,7 @@ def test_set_tasks_log_validity_and_acceptance(make_cfg, tmp_path, flow):
         "trainer.val_check_interval=3", "eval.iw_samples=2", "eval.log_z_samples=16", "eval.max_tries=5",
     ))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(metrics) == contract_keys(constrained=True)
+    assert set(metrics) == contract_keys()
     info = results["sampling"]
     assert info["objects"] == 16 and 0 < info["acceptance"] <= 1
     assert info["validity_rejection"] >= info["validity_plain"]
@@ -123,7 +123,7 @@ def test_graph_colouring_conditions_on_each_test_graph(make_cfg, tmp_path, prior
         "trainer.max_steps=3", "trainer.val_check_interval=3", "eval.iw_samples=2", "eval.log_z_samples=16",
     ))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(metrics) == contract_keys(constrained=True)
+    assert set(metrics) == contract_keys()
     assert results["sampling"]["objects"] == 10  # one colouring per test graph
     assert results["dataset"]["test_graphs"] == 10
     assert all(c in (0, 1, 2, -1) for row in results["samples"] for c in row)
@@ -137,7 +137,7 @@ def test_sudoku_trains_and_checks_board_validity(make_cfg, tmp_path):
         "trainer.max_steps=2", "trainer.val_check_interval=2", "eval.iw_samples=2", "eval.log_z_samples=8",
     ))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(metrics) == contract_keys(constrained=True)
+    assert set(metrics) == contract_keys()
     assert results["sampling"]["objects"] == 8 and len(results["samples"][0]) == 81
 
 
@@ -145,7 +145,7 @@ def test_csv_metric_keys_are_exactly_the_contract(make_cfg, tmp_path):
     run(make_cfg(*toy("flow=trufl", "logger=csv", "trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.log_every_n_steps=5")))
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
         header = set(next(csv.reader(f)))
-    assert header - {"epoch", "step"} == contract_keys(constrained=True)  # the toy samples too (support validity)
+    assert header - {"epoch", "step"} == contract_keys()  # the toy samples too (support validity)
 
 
 def test_nonfinite_loss_stops_with_step_term_and_checkpoint(make_cfg, tmp_path, monkeypatch):

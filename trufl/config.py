@@ -25,7 +25,7 @@ INJECTED = {
 TOP_LEVEL = {
     "dataset", "flow", "prior", "context", "weighting", "trainer", "logger", "paths", "experiment", "hydra",
     "seed", "recon_weight", "kl_weight", "ckpt_path", "num_threads", "optim", "eval", "check_finite_every",
-    "task_name", "tags", "latent_dim",
+    "task_name", "tags", "latent_dim", "callbacks",
 }
 SECTIONS = {
     "optim": {"lr": "positive", "weight_decay": "nonnegative", "warmup_steps": "nonnegative_int", "schedule": "choice"},
@@ -96,6 +96,8 @@ def validate_config(cfg: DictConfig) -> None:
     for group in ("logger", "context"):  # optional groups: empty means none
         if isinstance(cfg.get(group), DictConfig) and cfg[group]:
             errors += _check_target(group, cfg[group])
+    for name, node in (cfg.get("callbacks") or {}).items():
+        errors += _check_target(f"callbacks.{name}", node) if isinstance(node, DictConfig) else [f"callbacks.{name} must be a config node with a _target_"]
     probs = cfg.dataset.get("probs") if isinstance(cfg.get("dataset"), DictConfig) else None
     if probs is not None:
         if not isinstance(probs, (list, ListConfig)) or not all(isinstance(p, (int, float)) for p in probs):

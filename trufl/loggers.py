@@ -59,3 +59,12 @@ def close_loggers(loggers) -> None:
 
             if wandb.run is not None:
                 wandb.finish()
+
+
+def log_summary(logger, results: dict) -> None:
+    """Learned dequantiser quantities (e.g. box widths) into the W&B run summary,
+    not as step metrics."""
+    exp = getattr(logger, "experiment", None)
+    if exp is not None and hasattr(exp, "summary"):
+        for k, v in results["dequantiser"].items():
+            exp.summary[f"dequantiser/{k}"] = v

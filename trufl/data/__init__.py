@@ -1,9 +1,11 @@
-"""Tasks: each a LightningDataModule yielding ``{"x": [B, T], "mask": [B, T]}``."""
+"""Tasks: each a LightningDataModule implementing :class:`~trufl.data.base.Task`, yielding
+``{"x": [B, T], "mask": [B, T], **cond}`` batches."""
 
+from .base import SamplingGroup, Task
 from .graphs import GraphColouringDataModule
 from .sets import SetDataModule
 from .sudoku import SudokuDataModule
 from .text import TextDataModule
 from .toy import ToyDataModule
 
-__all__ = ["ToyDataModule", "TextDataModule", "SetDataModule", "GraphColouringDataModule", "SudokuDataModule"]
+__all__ = ["Task", "SamplingGroup", "ToyDataModule", "TextDataModule", "SetDataModule", "GraphColouringDataModule", "SudokuDataModule"]

@@ -1,20 +1,64 @@
-"""Shared data plumbing: token windows with masks, cache paths, loaders."""
+"""The task protocol and the loader plumbing every task shares.
+
+A task is a LightningDataModule that also implements :class:`Task`: the model,
+the metrics and generation talk to tasks only through it.
+"""
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
-import math
-import os
-from concurrent.futures import ProcessPoolExecutor
+import abc
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from rich.progress import Progress
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+
+class SamplingGroup(NamedTuple):
+    """Objects generated together at test time: ``num`` objects of ``length`` tokens,
+    conditioned on ``cond`` (tensors with ``num`` rows, e.g. each test graph's
+    ``adjacency``; empty for unconditional tasks)."""
+
+    num: int
+    length: int
+    cond: dict
+
+
+class Task(abc.ABC):
+    """What a task provides besides Lightning's loaders (DESIGN.md §5).
+
+    Batches are ``{"x": [B, T] categories, "mask": [B, T] bool, **cond}``; whatever a
+    batch carries besides ``x`` and ``mask`` conditions the prior.
+    """
+
+    #: K, the number of categories
+    num_categories: int
+    #: tokens per object (the largest, for tasks with objects of several sizes)
+    seq_len: int
+
+    def sampling_groups(self, num_samples: int) -> list[SamplingGroup]:
+        """What to generate at test time. Default: ``num_samples`` unconditional
+        sequences of ``seq_len``; constrained tasks generate one object per test
+        object instead (and ignore ``num_samples``)."""
+        return [SamplingGroup(num_samples, self.seq_len, {})] if num_samples > 0 else []
+
+    def is_valid(self, x: Tensor, **cond) -> Tensor:
+        """``[n]`` bool for generated objects ``x [n, T]`` (−1 marks a token outside every
+        support). Default: every token decodes to a category; constrained tasks
+        add their constraints."""
+        return (x >= 0).all(-1)
+
+    def render(self, tokens: list[int]) -> str | list[int]:
+        """One generated object for ``results.json`` (text tasks return a string)."""
+        return tokens
+
+    @abc.abstractmethod
+    def describe(self) -> dict:
+        """Facts about the data for ``results.json`` (sizes, optimum, source)."""
 
 
 class TokenWindows(Dataset):
@@ -45,8 +89,11 @@ class TokenWindows(Dataset):
         return int(self.mask.sum())
 
 
-class SplitDataModule(pl.LightningDataModule):
-    """A datamodule over three :class:`TokenWindows` splits built by :meth:`build`."""
+class SplitDataModule(pl.LightningDataModule, Task):
+    """Train/val/test datasets built once by :meth:`build_splits` and served by the
+    same loaders. Token tasks implement :meth:`build` (token arrays, windowed by
+    :class:`TokenWindows`); tasks with objects of several sizes override
+    :meth:`build_splits`, :meth:`batch_sampler` and :meth:`collate`."""
 
     num_categories: int
 
@@ -58,28 +105,38 @@ class SplitDataModule(pl.LightningDataModule):
             raise ValueError(f"dataset.batch_size must be >= 1, got {batch_size}")
         self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
         self.data_dir = Path(data_dir).expanduser()
-        self.splits: dict[str, TokenWindows] = {}
+        self.splits: dict[str, Dataset] = {}
 
     def build(self) -> dict[str, np.ndarray]:
         """Token arrays for ``train``, ``val`` and ``test`` (cached by subclasses)."""
         raise NotImplementedError
 
+    def build_splits(self) -> dict[str, Dataset]:
+        return {name: TokenWindows(tokens, self.seq_len) for name, tokens in self.build().items()}
+
     def setup(self, stage: str | None = None) -> None:
         if not self.splits:
-            self.splits = {name: TokenWindows(tokens, self.seq_len) for name, tokens in self.build().items()}
+            self.splits = self.build_splits()
+
+    def batch_sampler(self, split: str, shuffle: bool) -> Sampler | None:
+        """A sampler of whole batches (e.g. grouped by object size), or None for
+        plain batches of ``batch_size``."""
+        return None
+
+    def collate(self, items: list, generator: torch.Generator | None = None) -> dict:
+        """Stack items into a batch (subclasses add conditioning, e.g. a graph);
+        ``generator`` is the seeded training generator, None for evaluation."""
+        return default_collate(items)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self.setup()
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.splits[split], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            generator=generator if shuffle else None, persistent_workers=self.num_workers > 0,
-            collate_fn=self.collate,
-        )
-
-    def collate(self, items: list[dict]) -> dict:
-        """Stack items into a batch (subclasses add conditioning, e.g. a graph)."""
-        return default_collate(items)
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        batches = self.batch_sampler(split, shuffle)
+        common = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                      collate_fn=partial(self.collate, generator=generator))
+        if batches is not None:
+            return DataLoader(self.splits[split], batch_sampler=batches, **common)
+        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle, generator=generator, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -91,50 +148,5 @@ class SplitDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     def describe(self) -> dict:
-        """Facts about the data for ``results.json``."""
         self.setup()
         return {"num_categories": self.num_categories, **{f"{k}_tokens": v.num_tokens for k, v in self.splits.items()}}
-
-
-def cache_key(**fields) -> str:
-    """Short stable hash of the fields that determine a generated dataset."""
-    return hashlib.sha1(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def load_or_build(path: Path, builder) -> dict[str, np.ndarray]:
-    """Arrays from ``path`` (an .npz) or from ``builder()``, saved atomically.
-
-    Parallel jobs of a sweep share the cache: a lock file makes one of them
-    build while the others wait and then load its result."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.exists():
-            with np.load(path) as f:
-                return {k: f[k] for k in f.files}
-        arrays = builder()
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        tmp.replace(path)
-        return arrays
-
-
-def generate_in_chunks(make_chunk, num: int, seed: int, workers: int, description: str, chunk: int = 200) -> list:
-    """``num`` items from ``make_chunk(chunk_seed, count) -> list`` in chunks seeded
-    one by one (so the result does not depend on ``workers``), run in ``workers``
-    processes with a progress bar. ``make_chunk`` must be picklable (a module-level
-    function or a ``functools.partial`` of one)."""
-    jobs = [(seed * 1_000_003 + i, min(chunk, num - i * chunk)) for i in range(math.ceil(num / chunk))]
-    items: list = []
-    with Progress(transient=True) as progress:
-        task = progress.add_task(description, total=num)
-        if workers <= 1:
-            for job in jobs:
-                items.extend(make_chunk(*job))
-                progress.advance(task, job[1])
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                for part in pool.map(make_chunk, *zip(*jobs)):
-                    items.extend(part)
-                    progress.advance(task, len(part))
-    return items

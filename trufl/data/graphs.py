@@ -15,14 +15,13 @@ from __future__ import annotations
 import functools
 import itertools
 from collections import deque
-from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import Sampler
 
-from .base import cache_key, generate_in_chunks, load_or_build
+from .base import SamplingGroup, SplitDataModule
+from .cache import cache_key, generate_in_chunks, load_or_build
 
 NUM_COLOURS = 3
 
@@ -89,32 +88,6 @@ def generate_chunk(seed: int, count: int, min_nodes: int, max_nodes: int, degree
         if colouring is not None:
             out.append((n, edges, colouring))
     return out
-
-
-def chromatic_number_brute_force(n: int, edges: np.ndarray, max_colours: int = 4) -> int:
-    """Smallest k ≤ max_colours admitting a proper colouring, by exhaustive search
-    with backtracking (independent of the generator's BFS and CP-SAT)."""
-    adj = [set() for _ in range(n)]
-    for a, b in edges:
-        adj[a].add(b)
-        adj[b].add(a)
-    for k in range(1, max_colours + 1):
-        colour = [-1] * n
-
-        def place(i: int) -> bool:
-            if i == n:
-                return True
-            for c in range(k):
-                if all(colour[j] != c for j in adj[i]):
-                    colour[i] = c
-                    if place(i + 1):
-                        return True
-            colour[i] = -1
-            return False
-
-        if place(0):
-            return k
-    return max_colours + 1
 
 
 def pack(graphs: list[tuple[int, np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -190,7 +163,7 @@ class NodeCountBatchSampler(Sampler):
         return len(self._batches())
 
 
-class GraphColouringDataModule(pl.LightningDataModule):
+class GraphColouringDataModule(SplitDataModule):
     """3-colourings of random graphs with chromatic number exactly 3.
 
     Batches hold graphs of one node count (no padding):
@@ -220,31 +193,36 @@ class GraphColouringDataModule(pl.LightningDataModule):
         workers: int = 2,
         seed: int = 0,
     ):
-        super().__init__()
         if size not in self.SIZES:
             raise ValueError(f"dataset.size must be one of {list(self.SIZES)}, got {size!r}")
         lo, hi = self.SIZES[size]
-        self.min_nodes, self.max_nodes = min_nodes or lo, max_nodes or hi
-        if not 3 <= self.min_nodes <= self.max_nodes:
-            raise ValueError(f"dataset.min_nodes/max_nodes must satisfy 3 <= min <= max, got {self.min_nodes}, {self.max_nodes}")
+        min_nodes, max_nodes = min_nodes or lo, max_nodes or hi
+        if not 3 <= min_nodes <= max_nodes:
+            raise ValueError(f"dataset.min_nodes/max_nodes must satisfy 3 <= min <= max, got {min_nodes}, {max_nodes}")
+        super().__init__(max_nodes, batch_size, data_dir, seed=seed)  # seq_len: the largest graph
+        self.min_nodes, self.max_nodes = min_nodes, max_nodes
         self.split_sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.batch_size, self.degree, self.workers, self.seed = batch_size, tuple(degree), workers, seed
-        self.data_dir = Path(data_dir).expanduser()
+        self.degree, self.workers = tuple(degree), workers
         self.num_categories = NUM_COLOURS
-        self.graphs: dict[str, list] = {}
-        self.seq_len = self.max_nodes  # for log Z estimates (upper bound on the length)
 
-    def setup(self, stage: str | None = None) -> None:
-        if not self.graphs:
-            self.graphs = cached_graphs(self.data_dir, self.split_sizes, self.min_nodes, self.max_nodes,
-                                        self.degree, self.seed, self.workers)
+    @property
+    def graphs(self) -> dict[str, list]:
+        """``(nodes, edges [E, 2], colours [nodes])`` per graph, per split."""
+        self.setup()
+        return self.splits
 
-    def _collate(self, split: str, indices: list[int], permute: torch.Generator | None) -> dict:
-        graphs = [self.graphs[split][i] for i in indices]
+    def build_splits(self) -> dict[str, list]:
+        return cached_graphs(self.data_dir, self.split_sizes, self.min_nodes, self.max_nodes,
+                             self.degree, self.seed, self.workers)
+
+    def batch_sampler(self, split: str, shuffle: bool) -> NodeCountBatchSampler:
+        return NodeCountBatchSampler([g[0] for g in self.splits[split]], self.batch_size, shuffle, self.seed)
+
+    def collate(self, graphs: list, generator: torch.Generator | None = None) -> dict:
         n = graphs[0][0]
         x = torch.stack([torch.from_numpy(g[2]) for g in graphs])
-        if permute is not None:  # a random relabelling of the colours per graph
-            perms = torch.stack([torch.randperm(NUM_COLOURS, generator=permute) for _ in graphs])
+        if generator is not None:  # training: a random relabelling of the colours per graph
+            perms = torch.stack([torch.randperm(NUM_COLOURS, generator=generator) for _ in graphs])
             x = perms.gather(1, x)
         adjacency = torch.zeros(len(graphs), n, n, dtype=torch.bool)
         for b, (_, edges, _) in enumerate(graphs):
@@ -253,28 +231,9 @@ class GraphColouringDataModule(pl.LightningDataModule):
             adjacency[b, e[:, 1], e[:, 0]] = True
         return {"x": x, "mask": torch.ones_like(x, dtype=torch.bool), "adjacency": adjacency}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        self.setup()
-        sizes = [g[0] for g in self.graphs[split]]
-        sampler = NodeCountBatchSampler(sizes, self.batch_size, shuffle, self.seed)
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            range(len(sizes)), batch_sampler=sampler,
-            collate_fn=lambda idx: self._collate(split, list(idx), generator),
-        )
-
-    def train_dataloader(self):
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self):
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self):
-        return self._loader("test", shuffle=False)
-
-    def sampling_groups(self):
+    def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
         """One colouring per test graph, conditioned on its adjacency (grouped by node count)."""
-        return [(b["x"].shape[0], b["x"].shape[1], {"adjacency": b["adjacency"]}) for b in self.test_dataloader()]
+        return [SamplingGroup(b["x"].shape[0], b["x"].shape[1], {"adjacency": b["adjacency"]}) for b in self.test_dataloader()]
 
     def is_valid(self, colours: torch.Tensor, adjacency: torch.Tensor, **cond) -> torch.Tensor:
         """``[B]`` bool: no edge joins two nodes of one colour, no node uncoloured."""
@@ -282,7 +241,6 @@ class GraphColouringDataModule(pl.LightningDataModule):
         return (colours >= 0).all(-1) & ~same.flatten(1).any(-1)
 
     def describe(self) -> dict:
-        self.setup()
         return {
             "num_categories": NUM_COLOURS,
             **{f"{k}_graphs": len(v) for k, v in self.graphs.items()},

@@ -17,7 +17,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from .base import SplitDataModule, cache_key, load_or_build
+from .base import SamplingGroup, SplitDataModule
+from .cache import cache_key, load_or_build
 
 TASKS = ("shuffle", "sum")
 
@@ -107,10 +108,10 @@ class SetDataModule(SplitDataModule):
 
         return load_or_build(self.data_dir / "sets" / f"{key}.npz", generate)
 
-    def sampling_groups(self):
+    def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
         """One group: a generated set per test set."""
         self.setup()
-        return [(len(self.splits["test"]), self.size, {})]
+        return [SamplingGroup(len(self.splits["test"]), self.size, {})]
 
     def is_valid(self, x: torch.Tensor, **cond) -> torch.Tensor:
         """``[n]`` bool for sets ``x [n, size]`` (−1 = a token outside every support)."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import SplitDataModule, cache_key, generate_in_chunks, load_or_build
+from .base import SamplingGroup, SplitDataModule
+from .cache import cache_key, generate_in_chunks, load_or_build
 
 
 def random_board(rng: np.random.Generator) -> np.ndarray:
@@ -121,16 +122,16 @@ class SudokuDataModule(SplitDataModule):
 
         return load_or_build(self.data_dir / "sudoku" / f"{key}.npz", generate)
 
-    def collate(self, items: list[dict]) -> dict:
+    def collate(self, items: list[dict], generator=None) -> dict:
         batch = super().collate(items)
         batch["adjacency"] = self.adjacency.expand(len(items), 81, 81)
         return batch
 
-    def sampling_groups(self):
+    def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
         """One board per test board, all conditioned on the (fixed) constraint graph."""
         self.setup()
         n = len(self.splits["test"])
-        return [(n, 81, {"adjacency": self.adjacency.expand(n, 81, 81)})]
+        return [SamplingGroup(n, 81, {"adjacency": self.adjacency.expand(n, 81, 81)})]
 
     def is_valid(self, x: torch.Tensor, **cond) -> torch.Tensor:
         return boards_are_valid(x)

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import SplitDataModule, cache_key, load_or_build
+from .base import SamplingGroup, SplitDataModule
+from .cache import cache_key, load_or_build
 
 ALPHABET27 = " abcdefghijklmnopqrstuvwxyz"
 CORPORA = ("bible", "text8", "enwik8", "ptb")
@@ -211,7 +212,8 @@ class TextDataModule(SplitDataModule):
         (self._cache_dir / "vocab.json").write_text(json.dumps(vocab))
         return arrays
 
-    def decode_text(self, tokens) -> str:
+    def render(self, tokens) -> str:
+        """Characters of ``tokens`` (U+FFFD for a token outside every support)."""
         return "".join(self.vocab[int(t)] if 0 <= int(t) < len(self.vocab) else "\ufffd" for t in tokens)
 
     def describe(self) -> dict:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
-from .base import SplitDataModule, cache_key, load_or_build
+from .base import SamplingGroup, SplitDataModule
+from .cache import cache_key, load_or_build
 
 
 def entropy_bits(probs) -> float:
@@ -50,13 +50,9 @@ class ToyDataModule(SplitDataModule):
 
         return load_or_build(self.data_dir / "toy" / f"{key}.npz", generate)
 
-    def sampling_groups(self):
-        """One generated sequence per test sequence."""
-        return [(self.sizes["test"], self.seq_len, {})]
-
-    def is_valid(self, x: torch.Tensor, **cond) -> torch.Tensor:
-        """``[n]``: every token decodes to a category (the toy has no other constraint)."""
-        return ((x >= 0) & (x < self.num_categories)).all(-1)
+    def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
+        """One generated sequence per test sequence (validity: every token decodes)."""
+        return [SamplingGroup(self.sizes["test"], self.seq_len, {})]
 
     def describe(self) -> dict:
         return {**super().describe(), "entropy_bits": self.entropy_bits, "probs": self.probs}

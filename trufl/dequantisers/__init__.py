@@ -3,6 +3,6 @@
 from .argmax import ArgmaxDequantiser
 from .base import Dequantiser
 from .catnf import CatNFDequantiser
-from .trufl import TruflDequantiser
+from .truncated import TruflDequantiser
 
 __all__ = ["Dequantiser", "TruflDequantiser", "CatNFDequantiser", "ArgmaxDequantiser"]

@@ -18,14 +18,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .base import NEG_INF, Dequantiser, bounded, gaussian_log_pdf, select_rows
+from ..distributions import NEG_INF, bounded, gaussian_log_pdf, inverse_softplus
+from .base import Dequantiser, select_rows
 
 VARIANTS = ("binary", "onehot")
-
-
-def inverse_softplus(y: Tensor) -> Tensor:
-    """softplus⁻¹(y) = log(expm1(y)) for y > 0, stable for large and small y."""
-    return y + torch.log(-torch.expm1(-y))
 
 
 def required_dim(num_categories: int, variant: str) -> int:

@@ -7,12 +7,10 @@ model, metrics and sampling are written once for all dequantisers.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
-NEG_INF = float("-inf")
+from ..distributions import NEG_INF, gather
 
 
 class Dequantiser(nn.Module):
@@ -107,29 +105,9 @@ class Dequantiser(nn.Module):
         return {}
 
 
-def gather(values: Tensor, index: Tensor) -> Tensor:
-    """``values[..., index]`` for ``values [..., K]`` and ``index [...]``."""
-    return values.gather(-1, index.long().unsqueeze(-1)).squeeze(-1)
-
-
 def select_rows(params: Tensor, x: Tensor) -> Tensor:
     """Rows of ``params [K, D]`` or ``[..., K, D]`` for categories ``x [...]`` → ``[..., D]``."""
     if params.dim() == 2:
         return params[x.long()]
     index = x.long()[..., None, None].expand(*x.shape, 1, params.shape[-1])
     return params.expand(*x.shape, *params.shape[-2:]).gather(-2, index).squeeze(-2)
-
-
-def logistic_log_pdf(e: Tensor) -> Tensor:
-    """Log density of the standard logistic, elementwise."""
-    return -nn.functional.softplus(e) - nn.functional.softplus(-e)
-
-
-def gaussian_log_pdf(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """Log density of N(mean, exp(log_std)^2), elementwise."""
-    return -0.5 * ((u - mean) * torch.exp(-log_std)) ** 2 - log_std - 0.5 * math.log(2 * math.pi)
-
-
-def bounded(raw: Tensor, bound: float) -> Tensor:
-    """Squash to (-bound, bound) smoothly (log-scales that cannot blow up)."""
-    return bound * torch.tanh(raw / bound)

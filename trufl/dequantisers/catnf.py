@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .base import Dequantiser, bounded, logistic_log_pdf, select_rows
+from ..distributions import bounded, logistic_log_pdf, sample_uniform
+from .base import Dequantiser, select_rows
 
 
 class ConditionalAffineCoupling(nn.Module):
@@ -99,8 +100,7 @@ class CatNFDequantiser(Dequantiser):
 
     def sample(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         loc, log_s = (select_rows(t, x) for t in self._loc_scale(context))  # [..., D]
-        u = torch.rand_like(loc).clamp(1e-6, 1 - 1e-6)
-        e = torch.logit(u)
+        e = torch.logit(sample_uniform(loc.shape, device=loc.device, dtype=loc.dtype))
         z = loc + log_s.exp() * e
         log_q = (logistic_log_pdf(e) - log_s).sum(-1)
         if self.flows:

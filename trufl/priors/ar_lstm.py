@@ -16,12 +16,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..dequantisers.base import logistic_log_pdf
-from .base import Prior
-from .layers import ActNorm, MaskedHead, MixtureLogisticCDF
+from .base import LogisticBaseFlow
+from .layers import ActNorm, MaskedHead
+from .transforms import MixtureLogisticCDF
 
 
-class ARLSTMPrior(Prior):
+class ARLSTMPrior(LogisticBaseFlow):
     """Args:
     dim: D, latent dimensions per token.
     hidden: LSTM width.
@@ -58,7 +58,7 @@ class ARLSTMPrior(Prior):
         """Head output ``[..., D, num_flows, 3M+2]``."""
         return self.head(h, y).view(*y.shape, self.num_flows, self.transform.num_params)
 
-    def forward(self, z: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, mask: Tensor | None = None, **cond) -> tuple[Tensor, Tensor]:
         """z ``[B, T, D]`` → base variable e ``[B, T, D]`` and log|det| per token ``[B, T]``."""
         y, log_det = self.actnorm(z, mask)
         shifted = torch.cat([self.start.expand(z.shape[0], 1, -1), y[:, :-1]], dim=1)
@@ -68,10 +68,6 @@ class ARLSTMPrior(Prior):
             y, ld = self.transform.forward(y, params[..., layer, :])
             log_det = log_det + ld.sum(-1)
         return y, log_det
-
-    def log_prob(self, z: Tensor, mask: Tensor | None = None, **cond) -> Tensor:
-        e, log_det = self.forward(z, mask)
-        return self._masked(logistic_log_pdf(e).sum(-1) + log_det, mask)
 
     def _invert_token(self, h: Tensor, e_t: Tensor) -> Tensor:
         """One token's latent ``[n, D]`` from its LSTM output ``h [n, H]`` and base ``e_t [n, D]``,
@@ -86,7 +82,7 @@ class ARLSTMPrior(Prior):
         return y
 
     @torch.no_grad()
-    def inverse(self, e: Tensor) -> Tensor:
+    def inverse(self, e: Tensor, mask: Tensor | None = None, **cond) -> Tensor:
         """e ``[n, T, D]`` → z, token by token with the LSTM state carried forward."""
         n, T, D = e.shape
         state = None
@@ -109,9 +105,3 @@ class ARLSTMPrior(Prior):
             h, _ = self.lstm(torch.cat([self.start.expand(n, 1, D).to(e.dtype), y], dim=1))
             y = torch.cat([y, self._invert_token(h[:, -1], e[:, t])[:, None]], dim=1)
         return self.actnorm.inverse(y)
-
-    @torch.no_grad()
-    def sample(self, num: int, length: int, **cond) -> Tensor:
-        param = next(self.parameters())
-        u = torch.rand(num, length, self.dim, device=param.device, dtype=param.dtype).clamp(1e-6, 1 - 1e-6)
-        return self.inverse(torch.logit(u))

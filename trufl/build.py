@@ -1,0 +1,60 @@
+"""Objects from the composed config: the task, the model, the logger, the callbacks
+and the trainer. ``_target_``s are validated first (:mod:`trufl.config`)."""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from .callbacks import progress_bar
+from .data.text import HubUnavailableError
+from .latent import LatentVariableModel
+from .model import DequantisationModel
+from .optim import OptimSettings
+from .sampling import EvalSettings
+
+
+def build(node: DictConfig, **kwargs):
+    """``instantiate`` that surfaces our own clear errors (bad values, missing
+    files, offline hub) instead of Hydra's wrapper around them."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        if isinstance(err.__cause__, (ValueError, OSError, HubUnavailableError)):
+            raise err.__cause__ from None
+        raise
+
+
+def build_likelihood(cfg: DictConfig, num_categories: int) -> LatentVariableModel:
+    """Context (optional), dequantiser and prior, in that order (parameter initialisation
+    draws from the seeded generator in this order)."""
+    context = build(cfg.context, num_categories=num_categories) if cfg.get("context") else None
+    deq = build(cfg.flow, num_categories=num_categories, context_dim=context.dim if context is not None else 0)
+    prior = build(cfg.prior, dim=deq.dim)
+    return LatentVariableModel(deq, prior, context)
+
+
+def build_model(cfg: DictConfig, num_categories: int) -> DequantisationModel:
+    """The LightningModule for a task with ``num_categories`` categories."""
+    optim = OptimSettings(
+        lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, schedule=cfg.optim.get("schedule", "constant"),
+        warmup_steps=cfg.optim.get("warmup_steps", 0), max_steps=cfg.trainer.get("max_steps"),
+    )
+    return DequantisationModel(
+        build_likelihood(cfg, num_categories), build(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
+        optim=optim, evaluation=EvalSettings(**cfg.eval), check_finite_every=cfg.check_finite_every,
+    )
+
+
+def build_logger(cfg: DictConfig):
+    return instantiate(cfg.logger) if cfg.get("logger") else None
+
+
+def build_trainer(cfg: DictConfig, logger, root: str) -> pl.Trainer:
+    callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(progress_bar())
+    return instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,
+                       default_root_dir=str(root))

@@ -1,0 +1,211 @@
+"""TRUFL: truncated-flow dequantisation (Tan, Huang, Sordoni, Courville, ICLR 2022).
+
+Per category k and latent dimension d, a box ``[a_kd, b_kd] ⊂ (0, 1)`` in the CDF
+space of the standard logistic F. A sample is
+
+    u ~ U(0,1);  v = a + (b - a) u;  e = F⁻¹(v);  z = μ_k + s_k e
+
+(μ, s: optional per-category elementwise flow, off by default). The support of
+``q(z|k)`` is the box, so the Bayes decoder ``p(k|z) ∝ q(z|k)`` is exact
+(``log p(x|z) = 0``) wherever boxes do not overlap.
+
+The pathwise derivative of ``E_q[log p(x|z)]`` misses the jumps of the integrand
+at other boxes' faces, so with a shared base the boxes never move apart
+(DESIGN.md §2). ``boundary_gradient`` selects how that is handled
+(:mod:`trufl.dequantisers.boundary`):
+
+* ``exact``   — D = 1, shared base: integrate the piecewise-constant posterior
+  over the cells the faces cut; exact value and exact derivative.
+* ``sampled`` — any D: an unbiased face-crossing estimator of the missing
+  derivative, added as a zero-valued surrogate to the sampled ``log p(x|z)``.
+* ``none``    — plain pathwise gradient (kept to demonstrate the stall).
+* ``auto``    — ``exact`` where it applies, else ``sampled``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..distributions import NEG_INF, bounded, logistic_log_pdf, sample_uniform
+from .base import Dequantiser, select_rows
+from .boundary import exact_recon_1d, face_surrogate
+
+BOUNDARY_GRADIENTS = ("auto", "exact", "sampled", "none")
+
+
+class Boxes(NamedTuple):
+    """TRUFL's boxes, each field ``[K, D]`` (``[..., K, D]`` with a context, ``[..., D]``
+    after :meth:`select`): the CDF-space lower bound ``a`` and log width ``log_w``,
+    the per-category location ``loc`` and log-scale ``log_s``, and the box in z-space
+    ``[zlo, zhi]``. Membership tests and samples both use ``zlo/zhi`` so a sample is
+    always inside its own box."""
+
+    a: Tensor
+    log_w: Tensor
+    loc: Tensor
+    log_s: Tensor
+    zlo: Tensor
+    zhi: Tensor
+
+    @property
+    def b(self) -> Tensor:
+        """Upper CDF-space bound."""
+        return self.a + self.log_w.exp()
+
+    def select(self, x: Tensor) -> Boxes:
+        """The boxes of categories ``x [...]``: every field ``[..., D]``."""
+        return Boxes(*(select_rows(v, x) for v in self))
+
+
+def grid_partition(num_categories: int, dim: int, gap: float) -> tuple[Tensor, Tensor]:
+    """Disjoint initial boxes: ``n`` intervals per dimension with ``n^D >= K``.
+
+    Category k sits on the cell whose base-n digits are k's, so no two boxes
+    share a cell (Argmax's binary code is the n = 2 case). Each cell is shrunk
+    by ``gap`` (a fraction of its width) on both sides. Returns ``a, w [K, D]``.
+    """
+    n = 1
+    while n**dim < num_categories:
+        n += 1
+    k = torch.arange(num_categories)
+    digits = torch.stack([(k // n**d) % n for d in range(dim)], dim=-1).double()  # [K, D]
+    a = (digits + gap) / n
+    w = torch.full_like(a, (1 - 2 * gap) / n)
+    return a, w
+
+
+class TruflDequantiser(Dequantiser):
+    """Learned boxes in the logistic's CDF space; see the module docstring.
+
+    Args:
+        num_categories: K.
+        dim: D, latent dimensions per token.
+        location_scale: learn a per-category elementwise affine flow (μ_k, s_k).
+        boundary_gradient: one of ``auto | exact | sampled | none``.
+        init_gap: relative gap left between neighbouring boxes at initialisation.
+        max_log_scale: bound on |log s_k| (tanh-squashed).
+        context_dim: width of an optional per-token context that shifts the bounds.
+    """
+
+    def __init__(
+        self,
+        num_categories: int,
+        dim: int = 3,
+        location_scale: bool = False,
+        boundary_gradient: str = "auto",
+        init_gap: float = 0.01,
+        max_log_scale: float = 3.0,
+        context_dim: int = 0,
+    ):
+        super().__init__(num_categories, dim, context_dim)
+        if boundary_gradient not in BOUNDARY_GRADIENTS:
+            raise ValueError(f"flow.boundary_gradient must be one of {BOUNDARY_GRADIENTS}, got {boundary_gradient!r}")
+        if not 0 <= init_gap < 0.5:
+            raise ValueError(f"flow.init_gap must be in [0, 0.5), got {init_gap}")
+        exact_ok = dim == 1 and not location_scale
+        if boundary_gradient == "exact" and not exact_ok:
+            raise ValueError(
+                "flow.boundary_gradient=exact needs flow.dim=1 and flow.location_scale=false "
+                "(a piecewise-constant posterior); use 'sampled' or 'auto'"
+            )
+        if boundary_gradient == "auto":
+            boundary_gradient = "exact" if exact_ok else "sampled"
+        self.boundary_gradient = boundary_gradient
+        self.location_scale = location_scale
+        self.max_log_scale = max_log_scale
+
+        a, w = grid_partition(num_categories, dim, init_gap)
+        gaps = torch.stack([a, w, 1 - a - w], dim=-1).clamp_min(1e-4)
+        # Three logits per (k, d): left gap, width, right gap; the softmax keeps
+        # 0 < a < b < 1 and the bounds ordered whatever the optimiser does.
+        self.bound_logits = nn.Parameter(gaps.log().float())  # [K, D, 3]
+        n_ctx = 3
+        if location_scale:
+            self.loc = nn.Parameter(torch.zeros(num_categories, dim))
+            self.raw_log_scale = nn.Parameter(torch.zeros(num_categories, dim))
+            n_ctx += 2
+        self.context_net = self._context_head(n_ctx)  # zero-initialised: starts at the partition
+
+    # -- parameters -----------------------------------------------------------
+    def boxes(self, context: Tensor | None = None) -> Boxes:
+        """The boxes, ``[K, D]`` per field (``[..., K, D]`` with a context)."""
+        logits = self.bound_logits
+        loc = log_s = None
+        if self.location_scale:
+            loc, log_s = self.loc, self.raw_log_scale
+        extra = self._context_offsets(context)
+        if extra is not None:
+            logits = logits + extra[..., :3]
+            if self.location_scale:
+                loc, log_s = loc + extra[..., 3], log_s + extra[..., 4]
+        log_g = F.log_softmax(logits, dim=-1)
+        a = log_g[..., 0].exp()
+        log_w = log_g[..., 1]
+        b = a + log_w.exp()
+        if loc is None:
+            loc = torch.zeros_like(a)
+            log_s = torch.zeros_like(a)
+        else:
+            log_s = bounded(log_s, self.max_log_scale).expand_as(a)
+            loc = loc.expand_as(a)
+        s = log_s.exp()
+        return Boxes(a, log_w, loc, log_s, zlo=loc + s * torch.logit(a), zhi=loc + s * torch.logit(b))
+
+    # -- interface ------------------------------------------------------------
+    def sample(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        box = self.boxes(context).select(x)  # [..., D]
+        u = sample_uniform(box.a.shape, device=x.device)
+        e = torch.logit(box.a + box.log_w.exp() * u)
+        # Clamp to the z-space box used by log_prob_all so rounding can never
+        # put a sample outside its own support.
+        z = torch.minimum(torch.maximum(box.loc + box.log_s.exp() * e, box.zlo), box.zhi)
+        log_q = (logistic_log_pdf(e) - box.log_s - box.log_w).sum(-1)
+        return z, log_q
+
+    def per_dim(self, z: Tensor, box: Boxes) -> tuple[Tensor, Tensor]:
+        """Finite per-dimension log densities and memberships of ``z [..., D]``, each ``[..., K, D]``."""
+        zk = z.unsqueeze(-2)
+        e = (zk - box.loc) * torch.exp(-box.log_s)
+        log_d = logistic_log_pdf(e) - box.log_s - box.log_w
+        member = (zk >= box.zlo) & (zk <= box.zhi)
+        return log_d, member
+
+    def log_prob_all(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        log_d, member = self.per_dim(z, self.boxes(context))
+        return torch.where(member.all(-1), log_d.sum(-1), torch.full_like(log_d[..., 0], NEG_INF))
+
+    def recon_log_prob(
+        self, x: Tensor, z: Tensor, context: Tensor | None = None, log_post: Tensor | None = None
+    ) -> Tensor:
+        if self.boundary_gradient == "exact":
+            return exact_recon_1d(x, self.boxes(context))
+        sampled = super().recon_log_prob(x, z, context, log_post)
+        if self.boundary_gradient == "none":
+            return sampled
+        surrogate = face_surrogate(self, x, z, self.boxes(context))
+        return sampled + (surrogate - surrogate.detach())
+
+    def support_boxes(self) -> tuple[Tensor, Tensor]:
+        box = self.boxes()
+        return box.zlo, box.zhi
+
+    # -- reporting -------------------------------------------------------------
+    def summary(self) -> dict:
+        """Bounds in CDF space; ``box_widths`` is each box's CDF-space volume and
+        ``box_mass`` its mass under a standard logistic (they coincide without
+        ``location_scale``: the toy's table compares them with the probabilities)."""
+        box = self.boxes()
+        out = {
+            "box_lower": box.a.tolist(),
+            "box_upper": box.b.tolist(),
+            "box_widths": box.log_w.sum(-1).exp().tolist(),
+            "box_mass": (torch.sigmoid(box.zhi) - torch.sigmoid(box.zlo)).prod(-1).tolist(),
+        }
+        if self.location_scale:
+            out["loc"] = box.loc.tolist()
+            out["log_scale"] = box.log_s.tolist()
+        return out

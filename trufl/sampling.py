@@ -1,0 +1,114 @@
+"""Generation at test time: rejection sampling of objects from the prior, the
+task's validity checks, and the support mass ``log Z`` (DESIGN.md §4).
+
+A model here is anything with ``generate(num, length, cond) -> [num, length]``
+(−1 marks a token outside every support) and ``log_support_mass(length, n, cond)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .data.base import SamplingGroup, Task
+
+
+@dataclass
+class EvalSettings:
+    """How a run is evaluated at test time (the ``eval`` config section).
+
+    iw_samples: k of ``test/iwbo_bits``; log_z_samples: prior samples for a Monte
+    Carlo ``log Z``; max_tries: draws per object at most in rejection sampling;
+    num_samples: objects kept for ``results.json`` (and generated, for tasks that
+    do not generate one object per test object)."""
+
+    iw_samples: int = 16
+    log_z_samples: int = 256
+    max_tries: int = 100
+    num_samples: int = 4
+
+
+@dataclass
+class Generation:
+    """What :func:`evaluate_generation` found: ``log_z`` (with its estimator),
+    ``sampling`` (validity with and without rejection, acceptance, counts) and the
+    first ``samples``, rendered by the task."""
+
+    log_z: dict
+    sampling: dict = field(default_factory=dict)
+    samples: list = field(default_factory=list)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        out = {"test/log_Z": self.log_z["log_Z"]}
+        if self.sampling:
+            out.update({"sample/validity": self.sampling["validity_rejection"], "sample/acceptance": self.sampling["acceptance"]})
+        return out
+
+
+@torch.no_grad()
+def sample_with_rejection(model, num: int, length: int, is_valid, cond: dict | None = None, max_tries: int = 100) -> dict:
+    """Generate ``num`` objects; redraw those with a token outside every support
+    (TRUFL's gaps, Argmax's invalid codes) up to ``max_tries`` draws per object.
+
+    Returns validity without rejection (first draws) and with it, the
+    acceptance rate (objects in support / objects proposed), and the objects
+    (``samples [num, length]``). Objects still outside the support after the
+    cap count as invalid.
+    """
+    device = next(model.parameters()).device
+    cond = {k: v.to(device) for k, v in (cond or {}).items()}
+    first = model.generate(num, length, cond)
+    x = first.clone()
+    pending = ~(x >= 0).all(-1)
+    proposed = num
+    for _ in range(max_tries - 1):
+        if not pending.any():
+            break
+        idx = pending.nonzero().squeeze(-1)
+        redraw = model.generate(len(idx), length, {k: v[idx] for k, v in cond.items()})
+        proposed += len(idx)
+        x[idx] = redraw
+        pending[idx] = ~(redraw >= 0).all(-1)
+    return {
+        "validity_plain": is_valid(first, **cond).float().mean().item(),
+        "validity_rejection": is_valid(x, **cond).float().mean().item(),
+        "acceptance": (num - int(pending.sum())) / proposed,
+        "objects": num,
+        "proposed": proposed,
+        "max_tries": max_tries,
+        "samples": x,
+    }
+
+
+def merge_sampling(parts: list[dict], max_tries: int) -> dict:
+    """Object-weighted validity and overall acceptance over sampling groups."""
+    objects = sum(p["objects"] for p in parts)
+    proposed = sum(p["proposed"] for p in parts)
+    accepted = sum(p["acceptance"] * p["proposed"] for p in parts)
+    return {
+        "validity_plain": sum(p["validity_plain"] * p["objects"] for p in parts) / objects,
+        "validity_rejection": sum(p["validity_rejection"] * p["objects"] for p in parts) / objects,
+        "acceptance": accepted / proposed,
+        "objects": objects,
+        "proposed": proposed,
+        "max_tries": max_tries,
+    }
+
+
+def evaluate_generation(model, task: Task, settings: EvalSettings) -> Generation:
+    """``log Z`` of the model's support, then one pass over the task's sampling
+    groups: rejection sampling, validity, acceptance and the first samples."""
+    groups: list[SamplingGroup] = task.sampling_groups(settings.num_samples)
+    length, cond = task.seq_len, None
+    if groups and groups[0].cond:  # a conditional prior: estimate Z on the first group of test objects
+        length, cond = groups[0].length, groups[0].cond
+    log_z = model.log_support_mass(length, settings.log_z_samples, cond)
+    if cond:
+        log_z["conditioned_on"] = f"{groups[0].num} test objects of {length} tokens"
+    parts = [sample_with_rejection(model, g.num, g.length, task.is_valid, g.cond, settings.max_tries) for g in groups]
+    if not parts:
+        return Generation(log_z)
+    samples = [task.render(row) for p in parts for row in p["samples"].cpu().tolist()][: settings.num_samples]
+    return Generation(log_z, merge_sampling(parts, settings.max_tries), samples)

@@ -166,22 +166,22 @@ def test_nonfinite_loss_stops_with_step_term_and_checkpoint(make_cfg, tmp_path, 
 
 
 def test_ctrl_c_saves_the_current_step_and_resumes_from_it(make_cfg, tmp_path, monkeypatch):
-    from trufl.model import DequantisationModel
+    from trufl.model import LikelihoodModule
 
-    original = DequantisationModel.training_step
+    original = LikelihoodModule.training_step
 
     def interrupted(self, batch, batch_idx):
         if self.global_step == 7:
             raise KeyboardInterrupt
         return original(self, batch, batch_idx)
 
-    monkeypatch.setattr(DequantisationModel, "training_step", interrupted)
+    monkeypatch.setattr(LikelihoodModule, "training_step", interrupted)
     with pytest.raises(SystemExit):  # Lightning's graceful shutdown, after our checkpoint
         run(make_cfg(*toy("trainer.max_steps=30", "trainer.val_check_interval=20"), out=tmp_path / "a"))
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 7
     assert json.loads((tmp_path / "a" / "results.json").read_text())["interrupted"] is True
-    monkeypatch.setattr(DequantisationModel, "training_step", original)
+    monkeypatch.setattr(LikelihoodModule, "training_step", original)
     run(make_cfg(*toy("trainer.max_steps=30", "trainer.val_check_interval=20", f"ckpt_path={last}"), out=tmp_path / "b"))
     assert json.loads((tmp_path / "b" / "results.json").read_text())["global_step"] == 30
 

@@ -1,6 +1,6 @@
-"""The LightningModule shared by every model (DESIGN.md §1): it trains a
-:class:`~trufl.latent.LatentVariableModel` on the weighted ELBO and logs the
-contract's metrics; the maths lives in :mod:`trufl.objective`, generation in
+"""The LightningModule shared by every model (DESIGN.md §1): it trains a likelihood
+model (a :class:`~trufl.latent.LatentVariableModel`: dequantiser + prior) on the
+weighted ELBO and logs the contract's metrics; the maths lives in :mod:`trufl.objective`, generation in
 :mod:`trufl.sampling`, the schedule in :mod:`trufl.optim`.
 """
 
@@ -18,7 +18,7 @@ from .sampling import EvalSettings, Generation, evaluate_generation
 from .weighting import Constant
 
 
-class DequantisationModel(pl.LightningModule):
+class LikelihoodModule(pl.LightningModule):
     """Args:
     model: the likelihood model (``terms``, ``log_weight``, ``generate``, ``log_support_mass``).
     weighting: schedule returning ``(recon_factor, kl_factor)`` per step.

@@ -1,4 +1,4 @@
-"""Tasks: the embedded corpus, local corpora, the offline hub path, the toy."""
+"""Tasks: the embedded corpus, the toy, the shared caches (real corpora: test_corpora.py)."""
 
 from __future__ import annotations
 
@@ -36,46 +36,9 @@ def test_embedded_corpus_split_by_interleaved_chapters(data_dir):
     assert set(val) <= set(text_module.ALPHABET27)
 
 
-def test_text8_from_a_local_file(tmp_path):
-    text = "the quick brown fox jumps over the lazy dog " * 50
-    path = tmp_path / "text8"
-    path.write_text(text.upper() + "!!")  # cleaning lower-cases and drops punctuation
-    dm = TextDataModule(corpus="text8", path=str(path), data_dir=str(tmp_path / "cache"), seq_len=32)
-    dm.setup()
-    decoded = "".join(dm.render(s.x[s.mask].tolist()) for s in (dm.splits[k] for k in ("train", "val", "test")))
-    assert decoded == text_module.clean27(text + "!!")
-
-
-def test_ptb_folder_layout_and_unseen_symbols(tmp_path):
-    folder = tmp_path / "ptb"
-    folder.mkdir()
-    (folder / "ptb.char.train.txt").write_text("a b c _ a b\n")
-    (folder / "ptb.char.valid.txt").write_text("a b _ c\n")
-    (folder / "ptb.char.test.txt").write_text("c a b\n")
-    dm = TextDataModule(corpus="ptb", path=str(folder), data_dir=str(tmp_path / "cache"), seq_len=4)
-    dm.setup()
-    assert dm.num_categories == len(set("a b c _ a b\n"))
-    (folder / "ptb.char.test.txt").write_text("z z\n")
-    with pytest.raises(ValueError, match="never seen in train"):
-        TextDataModule(corpus="ptb", path=str(folder), data_dir=str(tmp_path / "cache2"), seq_len=4).setup()
-
-
 def test_missing_local_path_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset.path"):
         TextDataModule(corpus="enwik8", path=str(tmp_path / "nope"), data_dir=str(tmp_path)).setup()
-
-
-@pytest.mark.parametrize("offline_flag", [True, False])
-def test_hub_name_offline_fails_at_once_naming_the_local_path_option(tmp_path, monkeypatch, offline_flag):
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", offline_flag)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", offline_flag, raising=False)
-    monkeypatch.setattr(text_module, "HUB_HOST", "hub.invalid")  # never resolves: no retries, no hang
-    start = time.time()
-    with pytest.raises(text_module.HubUnavailableError, match=r"dataset\.path="):
-        TextDataModule(corpus="text8", data_dir=str(tmp_path)).setup()
-    assert time.time() - start < 10
 
 
 def test_toy_frequencies_match_probs_and_cache_is_reused(tmp_path):

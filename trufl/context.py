@@ -17,15 +17,18 @@ class CausalLSTMContext(nn.Module):
     """Embedding → LSTM over the previous tokens → linear map to ``dim`` features.
 
     ``forward(x [B, T]) -> [B, T, dim]``; ``step(prev [B], state) -> ([B, dim], state)``.
+    ``embed_dim`` defaults to ``hidden``.
     """
 
-    def __init__(self, num_categories: int, dim: int = 32, hidden: int = 128):
+    def __init__(self, num_categories: int, dim: int = 32, hidden: int = 128, embed_dim: int | None = None,
+                 num_layers: int = 1):
         super().__init__()
-        if dim < 1 or hidden < 1:
-            raise ValueError(f"context.dim and context.hidden must be >= 1, got {dim}, {hidden}")
+        embed_dim = hidden if embed_dim is None else embed_dim
+        if min(dim, hidden, embed_dim, num_layers) < 1:
+            raise ValueError(f"context dim, hidden, embed_dim and num_layers must be >= 1, got {dim}, {hidden}, {embed_dim}, {num_layers}")
         self.dim, self.start = dim, num_categories
-        self.embed = nn.Embedding(num_categories + 1, hidden)  # the last row is the start symbol
-        self.lstm = nn.LSTM(hidden, hidden, batch_first=True)
+        self.embed = nn.Embedding(num_categories + 1, embed_dim)  # the last row is the start symbol
+        self.lstm = nn.LSTM(embed_dim, hidden, num_layers, batch_first=True)
         self.out = nn.Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -28,6 +28,9 @@ class LatentVariableModel(nn.Module):
     context_encoder: optional causal context (``trufl.context``) for the dequantiser.
     """
 
+    #: every metric of the contract applies
+    not_applicable: tuple[str, ...] = ()
+
     def __init__(self, dequantiser: Dequantiser, prior: Prior, context_encoder: nn.Module | None = None):
         super().__init__()
         if context_encoder is not None and dequantiser.context_dim != context_encoder.dim:
@@ -49,7 +52,7 @@ class LatentVariableModel(nn.Module):
         z, log_q = deq.sample(x, ctx)
         log_post = deq.decoder_log_prob(z, ctx)  # once: for the loss and for the metrics
         recon = deq.recon_log_prob(x, z, ctx, log_post=log_post)
-        log_p = self.prior.log_prob(z, mask, **(cond or {}))
+        log_p = self.prior.log_prob(z, mask, **self.prior_condition(cond))
         log_post = log_post.detach()
         log_px = gather(log_post, x)
         correct = (log_post.argmax(-1) == x) & torch.isfinite(log_px)
@@ -61,8 +64,24 @@ class LatentVariableModel(nn.Module):
         deq = self.dequantiser
         z, log_q = deq.sample(x, ctx)
         log_px = gather(deq.decoder_log_prob(z, ctx), x)
-        per_token = log_px + self.prior.log_prob(z, mask, **(cond or {})) - log_q
+        per_token = log_px + self.prior.log_prob(z, mask, **self.prior_condition(cond)) - log_q
         return torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1)
+
+    def prior_condition(self, cond: dict | None) -> dict:
+        """What the prior is given besides z: the task's condition (e.g. a graph) and
+        this model as ``readout`` (decoding and box faces, functions of z only)."""
+        return {**(cond or {}), "readout": self}
+
+    @torch.no_grad()
+    def decode_step(self, z_t: Tensor, state=None) -> tuple[Tensor, tuple]:
+        """Categories ``[n]`` of one token ``z_t [n, D]`` given the state of the previous
+        ones (the causal context's); returns the state for the next token."""
+        if self.context_encoder is None:
+            return self.dequantiser.decode(z_t), None
+        prev, ctx_state = state if state is not None else (None, None)
+        ctx, ctx_state = self.context_encoder.step(prev, ctx_state, batch=z_t.shape[0])
+        tokens = self.dequantiser.decode(z_t, ctx)
+        return tokens, (tokens, ctx_state)
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
@@ -70,19 +89,26 @@ class LatentVariableModel(nn.Module):
         every support. With a causal context, left to right carrying its state."""
         if self.context_encoder is None:
             return self.dequantiser.decode(z)
-        tokens, prev, state = [], None, None
+        tokens, state = [], None
         for t in range(z.shape[1]):
-            ctx, state = self.context_encoder.step(prev, state, batch=z.shape[0])
-            prev = self.dequantiser.decode(z[:, t], ctx)
-            tokens.append(prev)
+            tok, state = self.decode_step(z[:, t], state)
+            tokens.append(tok)
         return torch.stack(tokens, dim=1)
+
+    def faces(self) -> Tensor | None:
+        """Box faces per dimension ``[D, 2·boxes]`` in CDF coordinates σ(z) (context-free
+        boxes), or None when the support is all of R^D."""
+        boxes = self.dequantiser.support_boxes()
+        if boxes is None:
+            return None
+        return torch.sigmoid(torch.cat(boxes, dim=0)).T
 
     @torch.no_grad()
     def generate(self, num: int, length: int, cond: dict | None = None) -> Tensor:
         """``num`` objects ``[num, length]`` drawn from the prior (given ``cond``, e.g.
         graphs) and decoded; -1 marks a token outside every support."""
         device = next(self.parameters()).device
-        return self.decode(self.prior.sample(num, length, **(cond or {})).to(device))
+        return self.decode(self.prior.sample(num, length, **self.prior_condition(cond)).to(device))
 
     @torch.no_grad()
     def log_support_mass(self, length: int, num_samples: int, cond: dict | None = None) -> dict:
@@ -93,7 +119,7 @@ class LatentVariableModel(nn.Module):
             return {"log_Z": 0.0, "stderr": 0.0, "estimator": "exact (support is all of R^D)"}
         # with a context the supports move with the sequence: only decoding knows them
         support = Support(self.decode, boxes if self.context_encoder is None else None)
-        return self.prior.log_support_mass(support, length, num_samples, cond)
+        return self.prior.log_support_mass(support, length, num_samples, self.prior_condition(cond))
 
     def summary(self) -> dict:
         """Learned quantities for ``results.json`` (e.g. TRUFL's boxes)."""

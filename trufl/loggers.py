@@ -68,3 +68,9 @@ def log_summary(logger, results: dict) -> None:
     if exp is not None and hasattr(exp, "summary"):
         for k, v in results["dequantiser"].items():
             exp.summary[f"dequantiser/{k}"] = v
+
+
+def log_samples(logger, samples: list) -> None:
+    """Generated objects (rendered by the task: text, colourings, boards) as a W&B table."""
+    if isinstance(logger, WandbLogger) and samples:
+        logger.log_text(key="samples", columns=["sample"], data=[[s if isinstance(s, str) else str(s)] for s in samples])

@@ -62,7 +62,7 @@ class LikelihoodModule(pl.LightningModule):
         t, mask, cond = self.terms(batch)
         n = int(mask.sum())
         self._log_split(split, bits_metrics(t, mask), n, on_step=False, on_epoch=True, sync_dist=True)
-        if split == "test" and self.evaluation.iw_samples > 0:
+        if split == "test" and self.evaluation.iw_samples > 0 and "iwbo_bits" not in self.model.not_applicable:
             bound = iwbo(self.model, batch["x"], mask, self.evaluation.iw_samples, cond)
             self.log("test/iwbo_bits", -bound.sum() / n / LN2, batch_size=n, on_epoch=True, sync_dist=True)
 

@@ -31,21 +31,36 @@ class Terms(NamedTuple):
     """
 
     recon: Tensor
-    log_p: Tensor
-    log_q: Tensor
-    log_px: Tensor
-    correct: Tensor
+    log_p: Tensor | None
+    log_q: Tensor | None
+    log_px: Tensor | None
+    correct: Tensor | None
+
+    @classmethod
+    def exact(cls, log_lik: Tensor) -> "Terms":
+        """A model without a latent (the categorical baseline): ``recon`` holds the exact
+        log-likelihood per token and the latent terms are absent."""
+        return cls(log_lik, None, None, None, None)
+
+    @property
+    def is_exact(self) -> bool:
+        return self.log_q is None
 
 
 def weighted_loss(t: Terms, mask: Tensor, recon_weight: float, kl_weight: float) -> Tensor:
-    """The training loss per token (nats) with the given weights."""
+    """The training loss per token (nats) with the given weights (an exact likelihood
+    has no terms to weight: its loss is the NLL)."""
+    if t.is_exact:
+        return -masked_mean(t.recon, mask)
     per_token = -(recon_weight * t.recon + kl_weight * (t.log_p - t.log_q))
     return masked_mean(per_token, mask)
 
 
 def bits_metrics(t: Terms, mask: Tensor) -> dict[str, Tensor]:
     """The contract's per-split metrics (weights 1): −ELBO, its two parts,
-    determinism and decoding accuracy."""
+    determinism and decoding accuracy (only the NLL for an exact likelihood)."""
+    if t.is_exact:
+        return {"nll_bits": -masked_mean(t.recon.detach(), mask) / LN2}
     recon_bits = -masked_mean(t.recon.detach(), mask) / LN2
     kl_bits = masked_mean((t.log_q - t.log_p).detach(), mask) / LN2
     return {
@@ -70,7 +85,7 @@ def iwbo(model, x: Tensor, mask: Tensor, k: int, cond: dict | None = None) -> Te
 def check_finite(loss: Tensor, t: Terms, mask: Tensor, step: int) -> None:
     """Raise :class:`NonFiniteLossError` naming the step and the NaN/inf terms
     (one host sync for all terms)."""
-    names = ("recon", "log_p", "log_q")
+    names = ("recon",) if t.is_exact else ("recon", "log_p", "log_q")
     sums = torch.stack([loss] + [torch.where(mask, getattr(t, k), torch.zeros_like(getattr(t, k))).sum() for k in names])
     finite = torch.isfinite(sums.detach()).tolist()
     if all(finite):

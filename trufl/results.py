@@ -58,6 +58,8 @@ def report(results: dict, path: Path) -> None:
     table.add_column("value", justify="right")
     for k, v in sorted(results["metrics"].items()):
         table.add_row(k, f"{v:.4f}")
+    for name in results.get("not_applicable", []):
+        table.add_row(name, "n/a", style="dim")
     console = Console(file=sys.stdout, width=100)
     console.print(table)
     if "box_mass" in results["dequantiser"]:

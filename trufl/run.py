@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from . import results as res
 from .build import build, build_logger, build_model, build_trainer
 from .config import to_container, validate_config
-from .loggers import close_loggers, log_summary
+from .loggers import close_loggers, log_samples, log_summary
 from .metrics import contract_keys
 from .objective import renormalised_bound
 
@@ -64,6 +64,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         generation = module.generation
         results = {
             "metrics": metrics,
+            "not_applicable": list(module.model.not_applicable),
             "log_Z": generation.log_z,
             "renormalised": renormalised_bound(metrics, generation.log_z),
             "sampling": generation.sampling,
@@ -80,6 +81,7 @@ def run(cfg: DictConfig) -> dict[str, float]:
         res.write(out / "results.json", results)
         res.report(results, out / "results.json")
         log_summary(logger, results)
+        log_samples(logger, results["samples"])
         return metrics
     finally:
         close_loggers([logger] if logger is not None else [])

@@ -41,7 +41,7 @@ class Generation:
 
     @property
     def metrics(self) -> dict[str, float]:
-        out = {"test/log_Z": self.log_z["log_Z"]}
+        out = {"test/log_Z": self.log_z["log_Z"]} if "log_Z" in self.log_z else {}
         if self.sampling:
             out.update({"sample/validity": self.sampling["validity_rejection"], "sample/acceptance": self.sampling["acceptance"]})
         return out

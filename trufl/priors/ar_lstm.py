@@ -1,24 +1,46 @@
 """Autoregressive flow prior with an LSTM conditioner (CatNF / Flow++ style).
 
-Token t, dimension d: ``num_flows`` elementwise mixture-of-logistics CDF layers
-(``y ↦ logit C(y)·e^α + β``) map the ActNorm'ed latent to a logistic base. Their
-parameters come from an LSTM over the previous tokens' latents plus a masked
-head over the previous dimensions of the same token, so the Jacobian is
+Token t, dimension d: an elementwise monotone transform maps the latent to a
+logistic base. Its parameters come from an LSTM over the previous tokens plus a
+masked head over the previous dimensions of the same token, so the Jacobian is
 triangular and ``log p(z)`` is one parallel pass.
 
+What the LSTM reads of the previous tokens (``inputs``):
+
+* ``latent`` — their latents z_{<t} (the papers' setting). Under TRUFL's grid a
+  category is a non-monotone function of each coordinate, so the LSTM must first
+  learn to decode.
+* ``decoded`` — an embedding of ``decode(z_{<t})``, the dequantiser's categories
+  (one extra row for "outside every support"). The density stays normalised:
+  ``p(z) = Π_t p(z_t | f(z_{<t}))`` with ``f = decode`` a function of ``z_{<t}``
+  alone, so each factor is a density in z_t for every value of what it conditions
+  on. Conditioning on the data x_{<t} instead would leak x into p(z) (it agrees
+  with decode(z_{<t}) only where decoding is exact), so training decodes z exactly
+  as sampling does.
+* ``both`` — the two concatenated.
+
+The transform of a token's latent (``transform``): ``mixture`` — ``num_flows``
+mixture-of-logistics CDF layers after ActNorm, inverted by bracketed Newton; or
+``spline`` — one piecewise-linear CDF in the logistic's CDF coordinate with knots
+at the dequantiser's box faces plus a uniform grid (:class:`PiecewiseLinearCDF`),
+which can be uniform on every box as TRUFL's q is, inverted in closed form.
+
 Sampling carries the LSTM state forward: T LSTM steps and T·D head calls for T
-tokens, never re-running the sequence per element; each element is inverted by
-bracketed Newton in float64 (:meth:`MixtureLogisticCDF.inverse`).
+tokens, never re-running the sequence per element.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
-from .base import LogisticBaseFlow
+from .base import Decoding, LogisticBaseFlow
 from .layers import ActNorm, MaskedHead
-from .transforms import MixtureLogisticCDF
+from .transforms import MixtureLogisticCDF, PiecewiseLinearCDF
+
+INPUTS = ("latent", "decoded", "both")
+TRANSFORMS = ("mixture", "spline")
 
 
 class ARLSTMPrior(LogisticBaseFlow):
@@ -26,9 +48,19 @@ class ARLSTMPrior(LogisticBaseFlow):
     dim: D, latent dimensions per token.
     hidden: LSTM width.
     num_layers: LSTM layers.
-    num_mixtures: logistic components per CDF layer.
-    num_flows: CDF layers per element.
+    num_mixtures: logistic components per CDF layer (``transform=mixture``).
+    num_flows: CDF layers per element (``transform=mixture``).
     head_hidden: width of the masked head.
+    dropout: between LSTM layers.
+    inputs: ``latent | decoded | both`` (module docstring).
+    embed_dim: width of the embedding of decoded tokens.
+    transform: ``mixture | spline`` (module docstring).
+    num_bins: uniform bins of the spline besides the box faces (1: the faces alone,
+        so with TRUFL each bin is a box or a gap and the prior is a categorical
+        distribution over boxes, uniform inside each, q's shape).
+    num_categories: K (filled in by the job); needed to embed decoded tokens.
+    num_faces: box faces per dimension of the dequantiser's support (filled in by
+        the job: 2 × boxes, 0 when the support is all of R^D); spline knots.
     """
 
     def __init__(
@@ -40,68 +72,174 @@ class ARLSTMPrior(LogisticBaseFlow):
         num_flows: int = 2,
         head_hidden: int = 128,
         dropout: float = 0.0,
+        inputs: str = "latent",
+        embed_dim: int = 64,
+        transform: str = "mixture",
+        num_bins: int = 16,
+        num_categories: int | None = None,
+        num_faces: int = 0,
     ):
         super().__init__(dim)
-        if num_flows < 1 or num_mixtures < 1:
-            raise ValueError("prior.num_flows and prior.num_mixtures must be >= 1")
-        self.actnorm = ActNorm(dim)
-        self.start = nn.Parameter(torch.zeros(1, 1, dim))
-        self.lstm = nn.LSTM(dim, hidden, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
-        self.transform = MixtureLogisticCDF(num_mixtures)
-        self.num_flows = num_flows
-        self.head = MaskedHead(hidden, dim, head_hidden, num_flows * self.transform.num_params)
-        with torch.no_grad():  # spread the initial mixture means so components differ
-            bias = self.head.out.bias.view(dim, num_flows, self.transform.num_params)
-            bias[..., num_mixtures : 2 * num_mixtures] = torch.linspace(-2, 2, num_mixtures)
+        if inputs not in INPUTS:
+            raise ValueError(f"prior.inputs={inputs!r} must be one of {INPUTS}")
+        if transform not in TRANSFORMS:
+            raise ValueError(f"prior.transform={transform!r} must be one of {TRANSFORMS}")
+        if num_flows < 1 or num_mixtures < 1 or num_bins < 1:
+            raise ValueError("prior.num_flows, prior.num_mixtures and prior.num_bins must be >= 1")
+        if inputs != "latent" and not num_categories:
+            raise ValueError(f"prior.inputs={inputs} embeds decoded tokens: num_categories is needed")
+        self.inputs, self.spline = inputs, transform == "spline"
+        self.num_flows, self.num_bins, self.num_faces = num_flows, num_bins, num_faces
+        self.actnorm = None if self.spline else ActNorm(dim)  # spline knots live in z's own coordinates
+        self.start = nn.Parameter(torch.zeros(1, 1, dim)) if inputs != "decoded" else None
+        lstm_in = (dim if inputs != "decoded" else 0) + (embed_dim if inputs != "latent" else 0)
+        self.lstm = nn.LSTM(lstm_in, hidden, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        if self.spline:
+            self.transform = PiecewiseLinearCDF()
+            n_bins = num_bins + num_faces
+            self.head = MaskedHead(hidden, dim, head_hidden, n_bins, features_per_dim=n_bins)
+            nn.init.zeros_(self.head.out.bias)  # zero heights: the standard logistic
+        else:
+            self.transform = MixtureLogisticCDF(num_mixtures)
+            self.head = MaskedHead(hidden, dim, head_hidden, num_flows * self.transform.num_params)
+            with torch.no_grad():  # spread the initial mixture means so components differ
+                bias = self.head.out.bias.view(dim, num_flows, self.transform.num_params)
+                bias[..., num_mixtures : 2 * num_mixtures] = torch.linspace(-2, 2, num_mixtures)
+        if inputs != "latent":
+            self.invalid, self.begin = num_categories, num_categories + 1  # extra embedding rows
+            self.embed = nn.Embedding(num_categories + 2, embed_dim)
 
-    def _params(self, h: Tensor, y: Tensor) -> Tensor:
-        """Head output ``[..., D, num_flows, 3M+2]``."""
-        return self.head(h, y).view(*y.shape, self.num_flows, self.transform.num_params)
+    @property
+    def reads_tokens(self) -> bool:
+        return self.inputs != "latent"
 
-    def forward(self, z: Tensor, mask: Tensor | None = None, **cond) -> tuple[Tensor, Tensor]:
+    # -- pieces ----------------------------------------------------------------
+    def knots(self, readout: Decoding | None) -> Tensor | None:
+        """Spline knots ``[D, num_bins + num_faces + 1]`` in CDF coordinates (None for mixtures)."""
+        if not self.spline:
+            return None
+        grid = torch.linspace(0, 1, self.num_bins + 1, device=self.anchor.device, dtype=self.anchor.dtype)
+        grid = grid.expand(self.dim, -1)
+        if self.num_faces == 0:
+            return grid
+        faces = readout.faces() if readout is not None else None
+        if faces is None or faces.shape != (self.dim, self.num_faces):
+            got = None if faces is None else tuple(faces.shape)
+            raise ValueError(f"prior.transform=spline expects {self.num_faces} box faces per dimension from the dequantiser, got {got}")
+        return torch.sort(torch.cat([grid, faces.to(grid.dtype).clamp(0, 1)], dim=1), dim=1).values
+
+    def _features(self, y: Tensor, knots: Tensor | None) -> Tensor:
+        """What the masked head reads of a token's own dimensions: y (mixture) or the
+        one-hot bin of each coordinate (spline, where a box is a product of bins)."""
+        if knots is None:
+            return y
+        return F.one_hot(self.transform.bin_index(y, knots), knots.shape[1] - 1).to(y.dtype)
+
+    def _token_ids(self, tokens: Tensor) -> Tensor:
+        return torch.where(tokens < 0, torch.full_like(tokens, self.invalid), tokens)
+
+    def _decoded(self, z: Tensor, readout: Decoding | None) -> Tensor | None:
+        """Embedding rows of decode(z) ``[B, T]`` (None when the LSTM reads latents only)."""
+        if not self.reads_tokens:
+            return None
+        if readout is None:
+            raise ValueError(f"prior.inputs={self.inputs} reads decoded tokens: use the prior inside a LatentVariableModel")
+        with torch.no_grad():  # piecewise constant in z: nothing to differentiate
+            return self._token_ids(readout.decode(z))
+
+    def _lstm_inputs(self, y: Tensor, ids: Tensor | None) -> Tensor:
+        """LSTM input at every position from the previous token: ``[B, T, in]``."""
+        B = y.shape[0]
+        parts = []
+        if self.start is not None:
+            parts.append(torch.cat([self.start.expand(B, 1, -1).to(y.dtype), y[:, :-1]], dim=1))
+        if ids is not None:
+            begin = torch.full_like(ids[:, :1], self.begin)
+            parts.append(self.embed(torch.cat([begin, ids[:, :-1]], dim=1)).to(y.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def _step_input(self, y_prev: Tensor | None, ids_prev: Tensor | None, n: int, dtype) -> Tensor:
+        """LSTM input ``[n, 1, in]`` from the previous token (``None`` at t = 0), as in
+        :meth:`_lstm_inputs`."""
+        parts = []
+        if self.start is not None:
+            parts.append(self.start.expand(n, 1, -1).to(dtype) if y_prev is None else y_prev[:, None])
+        if self.reads_tokens:
+            if ids_prev is None:
+                ids_prev = torch.full((n,), self.begin, dtype=torch.long, device=self.anchor.device)
+            parts.append(self.embed(ids_prev)[:, None].to(dtype))
+        return torch.cat(parts, dim=-1)
+
+    def _params(self, h: Tensor, y: Tensor, knots: Tensor | None) -> Tensor:
+        """Head output: ``[..., D, num_flows, 3M+2]`` (mixture) or ``[..., D, bins]`` (spline)."""
+        params = self.head(h, self._features(y, knots))
+        return params if knots is not None else params.view(*y.shape, self.num_flows, self.transform.num_params)
+
+    # -- the flow --------------------------------------------------------------
+    def forward(self, z: Tensor, mask: Tensor | None = None, readout: Decoding | None = None, **cond) -> tuple[Tensor, Tensor]:
         """z ``[B, T, D]`` → base variable e ``[B, T, D]`` and log|det| per token ``[B, T]``."""
-        y, log_det = self.actnorm(z, mask)
-        shifted = torch.cat([self.start.expand(z.shape[0], 1, -1), y[:, :-1]], dim=1)
-        h, _ = self.lstm(shifted)
-        params = self._params(h, y)
+        knots = self.knots(readout)
+        if self.actnorm is not None:
+            y, log_det = self.actnorm(z, mask)
+        else:
+            y, log_det = z, torch.zeros_like(z[..., 0])
+        h, _ = self.lstm(self._lstm_inputs(y, self._decoded(z, readout)))
+        params = self._params(h, y, knots)
+        if knots is not None:
+            y, ld = self.transform.forward(y, knots, params)
+            return y, log_det + ld.sum(-1)
         for layer in range(self.num_flows):
             y, ld = self.transform.forward(y, params[..., layer, :])
             log_det = log_det + ld.sum(-1)
         return y, log_det
 
-    def _invert_token(self, h: Tensor, e_t: Tensor) -> Tensor:
-        """One token's latent ``[n, D]`` from its LSTM output ``h [n, H]`` and base ``e_t [n, D]``,
+    def _invert_token(self, h: Tensor, e_t: Tensor, knots: Tensor | None) -> Tensor:
+        """One token's y ``[n, D]`` from its LSTM output ``h [n, H]`` and base ``e_t [n, D]``,
         dimension by dimension (the masked head sees the dimensions already inverted)."""
         y = torch.zeros_like(e_t)
         for d in range(self.dim):
-            params = self._params(h, y)[:, d]  # [n, num_flows, P]
-            v = e_t[:, d]
-            for layer in reversed(range(self.num_flows)):
-                v = self.transform.inverse(v, params[:, layer, :])
+            params = self._params(h, y, knots)[:, d]
+            if knots is not None:
+                v = self.transform.inverse(e_t[:, d : d + 1], knots[d : d + 1], params[:, None])[:, 0]
+            else:
+                v = e_t[:, d]
+                for layer in reversed(range(self.num_flows)):
+                    v = self.transform.inverse(v, params[:, layer, :])
             y = torch.cat([y[:, :d], v[:, None], y[:, d + 1 :]], dim=1)
         return y
 
-    @torch.no_grad()
-    def inverse(self, e: Tensor, mask: Tensor | None = None, **cond) -> Tensor:
-        """e ``[n, T, D]`` → z, token by token with the LSTM state carried forward."""
-        n, T, D = e.shape
-        state = None
-        inp = self.start.expand(n, 1, D).to(e.dtype)
-        out = []
-        for t in range(T):
-            h, state = self.lstm(inp, state)
-            out.append(self._invert_token(h[:, 0], e[:, t]))
-            inp = out[-1][:, None]
-        return self.actnorm.inverse(torch.stack(out, dim=1))
+    def _to_z(self, y: Tensor) -> Tensor:
+        return y if self.actnorm is None else self.actnorm.inverse(y)
 
     @torch.no_grad()
-    def inverse_recomputing(self, e: Tensor) -> Tensor:
+    def inverse(self, e: Tensor, mask: Tensor | None = None, readout: Decoding | None = None, **cond) -> Tensor:
+        """e ``[n, T, D]`` → z, token by token with the LSTM (and decoder) state carried forward."""
+        n, T, D = e.shape
+        knots = self.knots(readout)
+        if self.reads_tokens and readout is None:
+            raise ValueError(f"prior.inputs={self.inputs} reads decoded tokens: use the prior inside a LatentVariableModel")
+        state = decoder_state = y_t = ids = None
+        out = []
+        for t in range(T):
+            h, state = self.lstm(self._step_input(y_t, ids, n, e.dtype), state)
+            y_t = self._invert_token(h[:, 0], e[:, t], knots)
+            if self.reads_tokens:
+                tokens, decoder_state = readout.decode_step(self._to_z(y_t), decoder_state)
+                ids = self._token_ids(tokens)
+            out.append(y_t)
+        return self._to_z(torch.stack(out, dim=1))
+
+    @torch.no_grad()
+    def inverse_recomputing(self, e: Tensor, readout: Decoding | None = None) -> Tensor:
         """Reference sampler that re-runs the LSTM over the whole prefix for every
         token (O(T²) LSTM work, as the Argmax reference code does). For tests and
         benchmarks only; :meth:`inverse` is the one to use."""
         n, T, D = e.shape
-        y = torch.zeros(n, 0, D, dtype=e.dtype, device=e.device)
+        knots = self.knots(readout)
+        y = torch.zeros(n, 1, D, dtype=e.dtype, device=e.device)  # a placeholder for the next token
         for t in range(T):
-            h, _ = self.lstm(torch.cat([self.start.expand(n, 1, D).to(e.dtype), y], dim=1))
-            y = torch.cat([y, self._invert_token(h[:, -1], e[:, t])[:, None]], dim=1)
-        return self.actnorm.inverse(y)
+            ids = self._decoded(self._to_z(y), readout) if self.reads_tokens else None
+            h, _ = self.lstm(self._lstm_inputs(y, ids))
+            y[:, -1] = self._invert_token(h[:, -1], e[:, t], knots)
+            y = torch.cat([y, torch.zeros_like(y[:, :1])], dim=1)
+        return self._to_z(y[:, :-1])

@@ -8,12 +8,28 @@ the explicit ``inverse(e) -> z``; the density and the sampler are written once.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
 from ..distributions import logistic_log_pdf, sample_logistic
 from .support import Support, monte_carlo_support_mass, union_volume
+
+
+class Decoding(Protocol):
+    """What a prior may read of the dequantiser: functions of z only, never of x
+    (a :class:`~trufl.latent.LatentVariableModel` passes itself as ``readout=``)."""
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Categories ``[n, T]`` of ``z [n, T, D]``; −1 outside every support."""
+
+    def decode_step(self, z_t: Tensor, state) -> tuple[Tensor, object]:
+        """One token ``z_t [n, D]`` → its categories ``[n]`` and the state for the next one."""
+
+    def faces(self) -> Tensor | None:
+        """Faces of the support's boxes per dimension in CDF coordinates σ(z), ``[D, F]``;
+        None when the support is all of R^D."""
 
 
 class Prior(nn.Module):

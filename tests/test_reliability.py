@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -193,3 +194,47 @@ def test_actnorm_initialisation_is_pooled_over_ddp_replicas(tmp_path):
     for name in ("bias", "log_scale"):
         assert torch.equal(r0["stepped"][name], r1["stepped"][name])
         assert not torch.equal(r0["stepped"][name], r0["initial"][name])  # the step moved them
+
+
+# --- the shared data cache --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip_byte"])
+def test_a_damaged_cache_file_is_detected_and_rebuilt(tmp_path, caplog, damage):
+    from trufl.data.cache import load_or_build
+
+    builds = []
+
+    def builder():
+        builds.append(1)
+        return {"x": np.arange(1000) % 7, "y": np.linspace(0, 1, 50)}
+
+    path = tmp_path / "toy" / "abc.npz"
+    first = load_or_build(path, builder)
+    assert load_or_build(path, builder)["x"].tolist() == first["x"].tolist() and len(builds) == 1  # a hit
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with caplog.at_level("WARNING", logger="trufl.data.cache"):
+        again = load_or_build(path, builder)
+    assert len(builds) == 2  # rebuilt, with a message naming the file
+    assert f"data cache {path} is corrupted or truncated" in caplog.text
+    assert all(np.array_equal(again[k], first[k]) for k in first)
+    assert load_or_build(path, builder) and len(builds) == 2  # the rebuilt file is a hit again
+
+
+def test_a_cache_file_without_a_checksum_is_rebuilt_only_if_it_does_not_load(tmp_path, caplog):
+    from trufl.data.cache import load_or_build
+
+    path = tmp_path / "old.npz"
+    np.savez_compressed(path, x=np.arange(10))  # cached before checksums were kept
+    assert load_or_build(path, lambda: pytest.fail("rebuilt a good file"))["x"].tolist() == list(range(10))
+    assert path.with_name("old.npz.sha256").exists()
+    path.with_name("old.npz.sha256").unlink()
+    path.write_bytes(path.read_bytes()[:20])
+    with caplog.at_level("WARNING", logger="trufl.data.cache"):
+        assert load_or_build(path, lambda: {"x": np.arange(3)})["x"].tolist() == [0, 1, 2]
+    assert "is unreadable (BadZipFile" in caplog.text

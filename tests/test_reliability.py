@@ -238,3 +238,58 @@ def test_a_cache_file_without_a_checksum_is_rebuilt_only_if_it_does_not_load(tmp
     with caplog.at_level("WARNING", logger="trufl.data.cache"):
         assert load_or_build(path, lambda: {"x": np.arange(3)})["x"].tolist() == [0, 1, 2]
     assert "is unreadable (BadZipFile" in caplog.text
+
+
+# --- sweeps and tables ------------------------------------------------------------------------------------------
+
+
+def _tables():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import tables
+    finally:
+        sys.path.pop(0)
+    return tables
+
+
+def test_a_failing_job_keeps_the_others_results_and_its_row_is_marked_failed(tmp_path, data_dir):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *toy("logger=none", "trainer.enable_progress_bar=false",
+           "trainer.max_steps=10", "trainer.val_check_interval=10", "eval.iw_samples=2", "optim.lr=0.01,-1"),
+           f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0  # the sweep fails loudly
+    assert "optim.lr" in done.stderr
+    by_lr = {r["config"]["optim"]["lr"]: r for r in map(json.loads, map(Path.read_text, sweep.rglob("results.json")))}
+    assert by_lr[0.01]["status"] == "finished" and by_lr[0.01]["global_step"] == 10
+    assert by_lr[-1]["status"] == "failed" and "optim.lr" in by_lr[-1]["error"]
+
+    tables = _tables()
+    header, rows = tables.build_table(tables.load(sweep), ["optim.lr"], ["test/nll_bits"])
+    assert header == ["optim.lr", "seeds", "status", "test/nll_bits"]
+    assert rows[0][:3] == ["-1", "0", "1 failed"] and rows[0][3] == "—"
+    assert rows[1][:3] == ["0.01", "1", "ok"] and float(rows[1][3]) == pytest.approx(by_lr[0.01]["metrics"]["test/nll_bits"], abs=1e-3)
+    with pytest.raises(tables.UnknownMetricError, match="test/nll_bit:"):
+        tables.build_table(tables.load(sweep), ["optim.lr"], ["test/nll_bit"])
+
+
+def _result(seed: int, recon_weight: float = 1.0, nll: float = 2.0, status: str = "finished", out: str = "") -> dict:
+    config = {"seed": seed, "recon_weight": recon_weight, "paths": {"output_dir": out or f"/runs/{seed}-{recon_weight}"},
+              "callbacks": {"last": {"dirpath": f"{out or f'/runs/{seed}-{recon_weight}'}/checkpoints"}}}
+    result = {"status": status, "config": config, "choices": {"flow": "trufl"}}
+    return {**result, "metrics": {"test/nll_bits": nll}} if status == "finished" else result
+
+
+def test_tables_count_distinct_seeds_and_warn_about_pooled_keys(capsys):
+    tables = _tables()
+    runs = [_result(0, nll=2.0), _result(1, nll=3.0), _result(1, recon_weight=10.0, nll=5.0), _result(2, status="interrupted")]
+    header, rows = tables.build_table(runs, ["flow"], ["test/nll_bits"])
+    assert rows == [["trufl", "2", "3 ok, 1 interrupted", "3.333 ± 1.528"]]  # 3 finished runs, seeds {0, 1}
+    err = capsys.readouterr().err
+    assert "row flow=trufl pools runs that differ in recon_weight [1.0, 10.0]" in err
+    assert "3 finished runs but 2 distinct seeds" in err
+    assert "output_dir" not in err and "dirpath" not in err  # a job's own paths are not a swept key
+
+    header, rows = tables.build_table(runs, ["flow", "recon_weight"], ["test/nll_bits"])
+    assert rows == [["trufl", "1.0", "2", "2 ok, 1 interrupted", "2.500 ± 0.707"], ["trufl", "10.0", "1", "ok", "5.000"]]
+    assert capsys.readouterr().err == ""

@@ -156,26 +156,6 @@ def test_ddp_exits_nonzero_when_another_rank_fails(tmp_path, data_dir):
     assert _results(tmp_path / "run")["status"] == "finished"  # rank 0's results are kept
 
 
-def _actnorm_replica(rank: int, world: int, port: int, out: Path) -> None:
-    """One DDP replica: ActNorm initialised on this rank's own batch, then one SGD step."""
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
-    from trufl.priors.layers import ActNorm
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    z = torch.randn(64, 3, generator=torch.Generator().manual_seed(rank)) * (1 + rank) + 3 * rank  # differs per rank
-    model = DistributedDataParallel(ActNorm(3))
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.1)
-    y, log_det = model(z)
-    initial = {k: v.detach().clone() for k, v in model.module.named_parameters()}
-    ((y - 1).square().sum(-1) - log_det).mean().backward()  # not the loss ActNorm's init already minimises
-    optimiser.step()
-    torch.save({"z": z, "initial": initial, "stepped": dict(model.module.named_parameters())}, out / f"rank{rank}.pt")
-    dist.destroy_process_group()
-
-
 def test_actnorm_initialisation_is_pooled_over_ddp_replicas(tmp_path):
     import socket
 
@@ -184,7 +164,9 @@ def test_actnorm_initialisation_is_pooled_over_ddp_replicas(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.start_processes(_actnorm_replica, args=(2, port, tmp_path), nprocs=2, start_method="fork")  # no re-import
+    from .ddp_replica import actnorm_replica  # a light module: spawned processes import only it
+
+    mp.spawn(actnorm_replica, args=(2, port, tmp_path), nprocs=2)  # spawn, not fork: pytest's threads
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     both = torch.cat([r0["z"], r1["z"]])
     assert not torch.allclose(r0["z"].mean(0), r1["z"].mean(0), atol=1.0)  # each rank's own init would differ
@@ -255,22 +237,24 @@ def _tables():
 def test_a_failing_job_keeps_the_others_results_and_its_row_is_marked_failed(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *toy("logger=none", "trainer.enable_progress_bar=false",
-           "trainer.max_steps=10", "trainer.val_check_interval=10", "eval.iw_samples=2", "optim.lr=0.01,-1"),
+           "trainer.max_steps=10", "trainer.val_check_interval=10", "eval.iw_samples=2", "callbacks.last.every_n_train_steps=10,0"),
            f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]
     done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0  # the sweep fails loudly
-    assert "optim.lr" in done.stderr
-    by_lr = {r["config"]["optim"]["lr"]: r for r in map(json.loads, map(Path.read_text, sweep.rglob("results.json")))}
-    assert by_lr[0.01]["status"] == "finished" and by_lr[0.01]["global_step"] == 10
-    assert by_lr[-1]["status"] == "failed" and "optim.lr" in by_lr[-1]["error"]
+    assert "callbacks.last.every_n_train_steps must be a positive integer" in done.stderr
+    key = "callbacks.last.every_n_train_steps"
+    runs = {r["config"]["callbacks"]["last"]["every_n_train_steps"]: r
+            for r in map(json.loads, map(Path.read_text, sweep.rglob("results.json")))}
+    assert runs[10]["status"] == "finished" and runs[10]["global_step"] == 10
+    assert runs[0]["status"] == "failed" and key in runs[0]["error"]
 
     tables = _tables()
-    header, rows = tables.build_table(tables.load(sweep), ["optim.lr"], ["test/nll_bits"])
-    assert header == ["optim.lr", "seeds", "status", "test/nll_bits"]
-    assert rows[0][:3] == ["-1", "0", "1 failed"] and rows[0][3] == "—"
-    assert rows[1][:3] == ["0.01", "1", "ok"] and float(rows[1][3]) == pytest.approx(by_lr[0.01]["metrics"]["test/nll_bits"], abs=1e-3)
+    header, rows = tables.build_table(tables.load(sweep), [key], ["test/nll_bits"])
+    assert header == [key, "seeds", "status", "test/nll_bits"]
+    assert rows[0] == ["0", "0", "1 failed", "—"]
+    assert rows[1][:3] == ["10", "1", "ok"] and float(rows[1][3]) == pytest.approx(runs[10]["metrics"]["test/nll_bits"], abs=1e-3)
     with pytest.raises(tables.UnknownMetricError, match="test/nll_bit:"):
-        tables.build_table(tables.load(sweep), ["optim.lr"], ["test/nll_bit"])
+        tables.build_table(tables.load(sweep), [key], ["test/nll_bit"])
 
 
 def _result(seed: int, recon_weight: float = 1.0, nll: float = 2.0, status: str = "finished", out: str = "") -> dict:

@@ -17,7 +17,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from . import results as res
 from .build import build, build_logger, build_model, build_trainer
 from .callbacks import LastCheckpoint
-from .config import to_container, validate_config
+from .config import ConfigError, to_container, validate_config
 from .loggers import close_loggers, log_summary
 from .metrics import contract_keys
 from .objective import renormalised_bound
@@ -37,8 +37,8 @@ def _set_threads(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, validate and test one configuration; write ``results.json`` (global rank 0).
 
-    Returns the final metrics (contract names, DESIGN.md §1). A run that fails or is
-    interrupted (SIGTERM, Ctrl-C) still writes ``results.json``, with ``status`` =
+    Returns the final metrics (contract names, DESIGN.md §1). A run that fails (after
+    its configuration was validated) or is interrupted (SIGTERM, Ctrl-C) still writes ``results.json``, with ``status`` =
     ``failed``/``interrupted``, the error and the checkpoint to resume from; SIGTERM
     then exits with 143 (128 + SIGTERM) so schedulers see that the job did not finish.
     """
@@ -55,6 +55,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
         if not stop.code:
             raise SystemExit(128 + signal.SIGTERM) from None
         raise
+    except ConfigError:
+        raise  # nothing is written before the configuration is valid
     except Exception as err:
         _write_stopped(cfg, out, start, state["trainer"], "failed", err)
         raise

@@ -8,7 +8,9 @@ The sweep is one ``python train.py -m`` multirun on the local parallel launcher
 (``hydra/launcher=local``: joblib, 2 jobs, one torch thread each); every value
 list in the file's ``sweep`` is an axis. The table is read from the runs'
 ``results.json`` only: one row per ``rows`` group (mean ± std over seeds), then
-the file's published rows. Output: ``<out>/table.md``, ``<out>/table.csv``,
+the file's published rows; a failed or interrupted run is counted in the row's
+``status`` column, and a failed sweep still writes the table before exiting
+non-zero. Output: ``<out>/table.md``, ``<out>/table.csv``,
 ``<out>/command.txt``; the runs are under ``<out>/runs``.
 """
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from tables import build_table, load, markdown
+from tables import UnknownMetricError, build_table, load, markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ("title", "sweep", "rows", "columns")
@@ -74,9 +76,9 @@ def table(spec: dict, runs: Path) -> tuple[list[str], list[list[str]]]:
     sources = [c["source"] for c in columns]
     digits = {c["source"]: c.get("digits", 3) for c in columns}
     header, rows = build_table(load(runs), spec["rows"], sources, digits=digits)
-    header = header[: len(spec["rows"]) + 1] + [c["label"] for c in columns]
+    header = header[: len(spec["rows"]) + 2] + [c["label"] for c in columns]  # rows, seeds, status, columns
     for pub in spec["published"]:
-        row = [str(pub.get(k, "")) for k in spec["rows"]] + ["—"]
+        row = [str(pub.get(k, "")) for k in spec["rows"]] + ["—", "published"]
         row += [f"{pub[c['label']]:.{c.get('digits', 3)}f}" if c["label"] in pub else "" for c in columns]
         rows.append(row)
     return header, rows
@@ -101,9 +103,10 @@ def main(argv=None) -> None:
         start = time.time()
         done = subprocess.run(cmd, cwd=ROOT, env=os.environ.copy())
         (out / "sweep_time.json").write_text(json.dumps({"wall_time_s": time.time() - start}))
-        if done.returncode:
-            sys.exit(f"the sweep failed (exit {done.returncode}); finished runs are under {runs}")
-    header, rows = table(spec, runs)
+    try:
+        header, rows = table(spec, runs)
+    except UnknownMetricError as err:
+        sys.exit(f"{args.file}: {err}")
     text = f"**{spec['title']}**\n\n{markdown(header, rows)}\n"
     timing = out / "sweep_time.json"
     if timing.is_file():
@@ -117,6 +120,8 @@ def main(argv=None) -> None:
         from plot_curves import plot_curves
 
         print(f"written: {plot_curves(runs, spec['curves'], spec['rows'][1:], out / 'curves.png')}")
+    if not args.table_only and done.returncode:  # the table above keeps every run, failed ones marked
+        sys.exit(f"the sweep failed (exit {done.returncode}); see the status column and the runs under {runs}")
 
 
 if __name__ == "__main__":

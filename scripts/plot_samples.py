@@ -5,7 +5,7 @@ Sudoku boards.
     python scripts/plot_samples.py multirun/experiments/graph_colouring_tiny/runs/0_trufl_graph_colouring_tiny
     python scripts/plot_samples.py <run dir> --num 12 --out colourings.png
 
-Reads the run's results.json (resolved config) and checkpoints/last.ckpt, samples
+Reads the run's results.json (resolved config) and the checkpoint it names (last.ckpt), samples
 with the same rejection rule as the test metrics (``eval.max_tries``) and writes
 ``<run dir>/samples.png`` unless --out is given.
 """
@@ -34,11 +34,13 @@ PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#edc948", "#76b7b2", "#f
 def load_run(run: Path):
     """The run's datamodule and trained model (eval mode, CPU)."""
     results = run / "results.json"
-    ckpt = run / "checkpoints" / "last.ckpt"
-    for path in (results, ckpt):
-        if not path.is_file():
-            sys.exit(f"{path} is missing: is {run} a finished run directory?")
-    cfg = OmegaConf.create(json.loads(results.read_text())["config"])
+    if not results.is_file():
+        sys.exit(f"{results} is missing: is {run} a finished run directory?")
+    found = json.loads(results.read_text())
+    ckpt = Path(found.get("checkpoint") or run / "checkpoints" / "last.ckpt")  # the evaluated (final) state
+    if not ckpt.is_file():
+        sys.exit(f"{ckpt} is missing (run status: {found.get('status', 'unknown')})")
+    cfg = OmegaConf.create(found["config"])
     datamodule = build(cfg.dataset)
     datamodule.setup()
     model = build_model(cfg, datamodule.num_categories)

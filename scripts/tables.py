@@ -4,7 +4,10 @@
         --metrics test/nll_bits test/kl_bits test/recon_bits test/determinism --widths
 
 Reads only results.json (never the loggers). Writes markdown to stdout and,
-with --csv, a CSV file.
+with --csv, a CSV file. ``seeds`` counts distinct seeds among a row's finished runs;
+``status`` is ``ok`` or the count of failed/interrupted runs (their results.json
+has no metrics). Unknown metric names are an error; a row that pools runs which
+differ in a config key other than the seed is reported on stderr.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ def load(root: Path) -> list[dict]:
     if not files:
         sys.exit(f"no results.json under {root}")
     return [json.loads(f.read_text()) for f in files]
+
+
+def status(result: dict) -> str:
+    """``finished``, ``failed`` or ``interrupted`` (files from before ``status`` existed: by their content)."""
+    return result.get("status") or ("finished" if "metrics" in result else "interrupted" if result.get("interrupted") else "failed")
 
 
 def group_value(result: dict, key: str):
@@ -66,23 +74,88 @@ def fmt(values: list, digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
+class UnknownMetricError(ValueError):
+    """A requested column that no finished run's results.json has."""
+
+
+def check_metrics(finished: list[dict], metrics: list[str]) -> None:
+    """Every requested metric must be in at least one finished run (a typo is an
+    error, not a column of dashes)."""
+    unknown = [m for m in metrics if finished and all(value(r, m) is None and not not_applicable(r, m) for r in finished)]
+    if unknown:
+        known = sorted({k for r in finished for k in r["metrics"]})
+        raise UnknownMetricError(f"unknown metric(s) {', '.join(unknown)}: the finished runs have {', '.join(known)} "
+                                 "(or a dotted path into results.json, e.g. sampling.validity_plain)")
+
+
+IGNORED_KEYS = {"seed", "ckpt_path"}  # what a row averages over, and where a run resumed from
+
+
+def _flat(node, prefix: str = ""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _flat(v, f"{prefix}{k}.")
+    else:
+        yield prefix[:-1], node
+
+
+def pooled_differences(runs: list[dict]) -> dict[str, list]:
+    """Config keys, other than the seed, whose values differ between ``runs``; a job's
+    own paths (its output directory and what is derived from it) are not differences."""
+    values: dict[str, set] = {}
+    for r in runs:
+        own = str(r["config"].get("paths", {}).get("output_dir", "\0"))
+        for key, v in _flat(r["config"]):
+            if key in IGNORED_KEYS or (isinstance(v, str) and own in v):
+                continue
+            values.setdefault(key, set()).add(json.dumps(v, sort_keys=True))
+    return {k: sorted(json.loads(v) for v in vs) for k, vs in values.items() if len(vs) > 1}
+
+
+def seeds(runs: list[dict]) -> int:
+    return len({r["config"].get("seed") for r in runs})
+
+
+def status_cell(runs: list[dict]) -> str:
+    """``ok`` when every run finished, else the counts (``2 ok, 1 failed``)."""
+    counts = {s: sum(status(r) == s for r in runs) for s in ("finished", "failed", "interrupted")}
+    if counts["finished"] == len(runs):
+        return "ok"
+    return ", ".join(f"{n} {'ok' if s == 'finished' else s}" for s, n in counts.items() if n)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def build_table(
     results: list[dict], group: list[str], metrics: list[str], widths: bool = False, digits: dict | None = None
 ) -> tuple[list[str], list[list[str]]]:
+    """One row per group: distinct seeds, status, then each metric's mean ± std over the
+    group's finished runs (failed and interrupted runs are counted in ``status``)."""
     digits = digits or {}
+    check_metrics([r for r in results if status(r) == "finished"], metrics)
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault(tuple(group_value(r, k) for k in group), []).append(r)
-    header = [*group, "seeds", *metrics] + (["max |mass − p|", "box mass (seed mean)"] if widths else [])
+    header = [*group, "seeds", "status", *metrics] + (["max |mass − p|", "box mass (seed mean)"] if widths else [])
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
-        row = [str(v) for v in key] + [str(len(runs))]
-        row += [NOT_APPLICABLE if all(not_applicable(r, m) for r in runs) else fmt([value(r, m) for r in runs], digits.get(m, 3))
-                for m in metrics]
+        name = ", ".join(f"{k}={v}" for k, v in zip(group, key))
+        differences = pooled_differences(runs)
+        if differences:
+            warn(f"row {name} pools runs that differ in " + "; ".join(f"{k} {v}" for k, v in differences.items())
+                 + " (add the key to the grouping)")
+        finished = [r for r in runs if status(r) == "finished"]
+        if len(finished) > seeds(finished):
+            warn(f"row {name} has {len(finished)} finished runs but {seeds(finished)} distinct seeds")
+        row = [str(v) for v in key] + [str(seeds(finished)), status_cell(runs)]
+        row += [NOT_APPLICABLE if finished and all(not_applicable(r, m) for r in finished)
+                else fmt([value(r, m) for r in finished], digits.get(m, 3)) for m in metrics]
         if widths:
-            w = [r["dequantiser"].get("box_mass") for r in runs]  # each box's mass under the standard logistic
-            probs = runs[0]["dataset"].get("probs")
-            if all(w) and probs:
+            w = [r["dequantiser"].get("box_mass") for r in finished]  # each box's mass under the standard logistic
+            probs = finished[0]["dataset"].get("probs") if finished else None
+            if w and all(w) and probs:
                 worst = max(max(abs(a - p) for a, p in zip(ws, probs)) for ws in w)
                 mean = [statistics.mean(col) for col in zip(*w)]
                 row += [f"{worst:.3f}", " ".join(f"{m:.3f}" for m in mean)]
@@ -105,7 +178,10 @@ def main(argv=None) -> None:
     ap.add_argument("--widths", action="store_true", help="add each learned box's prior mass vs dataset.probs")
     ap.add_argument("--csv", type=Path, help="also write the table as CSV")
     args = ap.parse_args(argv)
-    header, rows = build_table(load(args.root), args.group, args.metrics, args.widths)
+    try:
+        header, rows = build_table(load(args.root), args.group, args.metrics, args.widths)
+    except UnknownMetricError as err:
+        sys.exit(str(err))
     print(markdown(header, rows))
     if args.csv:
         with open(args.csv, "w", newline="") as f:

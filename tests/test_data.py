@@ -79,4 +79,4 @@ def test_parallel_jobs_share_one_cache_build(tmp_path):
     with ProcessPoolExecutor(2) as pool:
         first, second = pool.map(_build_in_process, [(path, 1), (path, 2)])
     assert first == second  # both see the one build that won
-    assert sorted(p.name for p in path.parent.iterdir()) == ["data.lock", "data.npz"]
+    assert sorted(p.name for p in path.parent.iterdir()) == ["data.lock", "data.npz", "data.npz.sha256"]

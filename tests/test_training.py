@@ -180,7 +180,7 @@ def test_ctrl_c_saves_the_current_step_and_resumes_from_it(make_cfg, tmp_path, m
         run(make_cfg(*toy("trainer.max_steps=30", "trainer.val_check_interval=20"), out=tmp_path / "a"))
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 7
-    assert json.loads((tmp_path / "a" / "results.json").read_text())["interrupted"] is True
+    assert json.loads((tmp_path / "a" / "results.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(LikelihoodModule, "training_step", original)
     run(make_cfg(*toy("trainer.max_steps=30", "trainer.val_check_interval=20", f"ckpt_path={last}"), out=tmp_path / "b"))
     assert json.loads((tmp_path / "b" / "results.json").read_text())["global_step"] == 30

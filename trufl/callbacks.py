@@ -4,40 +4,75 @@ chosen in ``conf/callbacks/``)."""
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import RichProgressBar, TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
 from .objective import NonFiniteLossError
 
 log = logging.getLogger(__name__)
 
+#: exceptions that every rank sees at the same step (Lightning broadcasts SIGTERM;
+#: Ctrl-C reaches the whole process group), so all ranks can join the save
+STOPS = (SIGTERMException, KeyboardInterrupt)
 
-class CheckpointOnException(pl.Callback):
-    """Save the state of the very step at which training stopped:
 
-    * Ctrl-C (or SIGTERM turned into KeyboardInterrupt): ``last.ckpt``, so
-      ``ckpt_path=<dir>/last.ckpt`` resumes from that step;
-    * a NaN/inf loss: ``nonfinite-step<N>.ckpt``, the state before the failing
-      step (the loss is checked before backward), named in the error.
+class LastCheckpoint(ModelCheckpoint):
+    """``<dirpath>/last.ckpt``: the latest training state, written
+
+    * every ``every_n_train_steps`` steps (what a SIGKILL or a crashed node leaves:
+      at most one interval lost),
+    * at the end of training (the weights that are evaluated and named in
+      ``results.json``),
+    * when fitting stops on an exception: SIGTERM (SLURM timeout, ``scancel``,
+      preemption), Ctrl-C or an error, with the state of that exact step. A NaN/inf
+      loss also keeps ``nonfinite-step<N>.ckpt`` (the state before the failing step;
+      the loss is checked before backward), named in the error.
+
+    ``ckpt_path=<dirpath>/last.ckpt`` resumes from it. The best validation
+    checkpoint is a separate :class:`~pytorch_lightning.callbacks.ModelCheckpoint`.
     """
 
-    def __init__(self, dirpath: str | Path):
-        self.dirpath = Path(dirpath)
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 500):
+        if not isinstance(every_n_train_steps, int) or every_n_train_steps < 1:
+            raise ValueError(f"callbacks.last.every_n_train_steps must be a positive integer, got {every_n_train_steps!r}")
+        super().__init__(
+            dirpath=dirpath, filename="last", monitor=None, save_top_k=1, every_n_train_steps=every_n_train_steps,
+            enable_version_counter=False,
+        )
+
+    @property
+    def path(self) -> Path:
+        return Path(self.dirpath) / f"last{self.FILE_EXTENSION}"
+
+    def save_now(self, trainer: pl.Trainer) -> None:
+        """Write ``last.ckpt`` unless it already holds this step (every rank calls this: the save synchronises)."""
+        if self._last_global_step_saved != trainer.global_step or not self.path.exists():
+            self._save_checkpoint(trainer, str(self.path))
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.save_now(trainer)  # the final step is rarely on the interval
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.state.fn != "fit":
             return
-        if isinstance(exception, KeyboardInterrupt):
-            path = self.dirpath / "last.ckpt"
-            trainer.save_checkpoint(path)
-            log.warning("interrupted at step %d; resume with ckpt_path=%s", trainer.global_step, path)
-        elif isinstance(exception, NonFiniteLossError):
-            path = self.dirpath / f"nonfinite-step{trainer.global_step}.ckpt"
-            trainer.save_checkpoint(path)
-            exception.add_note(f"checkpoint of the state before this step: {path}")
+        if trainer.world_size > 1 and not isinstance(exception, STOPS):
+            # the other ranks are inside a collective: a save (which synchronises) would hang
+            rank_zero_warn(f"{type(exception).__name__} on one rank: the latest periodic {self.path} is the resume point")
+            return
+        self.save_now(trainer)
+        if isinstance(exception, NonFiniteLossError):
+            kept = self.path.with_name(f"nonfinite-step{trainer.global_step}{self.FILE_EXTENSION}")
+            if trainer.is_global_zero:
+                shutil.copyfile(self.path, kept)
+            exception.add_note(f"checkpoint of the state before this step: {kept}")
+        else:
+            log.warning("%s at step %d; resume with ckpt_path=%s", type(exception).__name__, trainer.global_step, self.path)
 
 
 def progress_bar(refresh_rate: int = 50) -> pl.Callback:

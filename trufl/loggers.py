@@ -6,6 +6,7 @@ import netrc
 import os
 
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
@@ -61,13 +62,14 @@ def close_loggers(loggers) -> None:
                 wandb.finish()
 
 
+@rank_zero_only
 def log_summary(logger, results: dict) -> None:
     """Learned dequantiser quantities (e.g. box widths) into the W&B run summary,
-    not as step metrics."""
-    exp = getattr(logger, "experiment", None)
-    if exp is not None and hasattr(exp, "summary"):
+    not as step metrics. Other loggers have no summary; on other DDP ranks the
+    experiment is a stand-in that accepts calls but not item assignment."""
+    if isinstance(logger, WandbLogger):
         for k, v in results["dequantiser"].items():
-            exp.summary[f"dequantiser/{k}"] = v
+            logger.experiment.summary[f"dequantiser/{k}"] = v
 
 
 def log_samples(logger, samples: list) -> None:

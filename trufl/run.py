@@ -3,6 +3,7 @@ tests and scripts call it directly."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -10,13 +11,20 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from . import results as res
 from .build import build, build_logger, build_model, build_trainer
-from .config import to_container, validate_config
+from .callbacks import LastCheckpoint
+from .config import ConfigError, to_container, validate_config
 from .loggers import close_loggers, log_samples, log_summary
 from .metrics import contract_keys
 from .objective import renormalised_bound
+
+
+class RankFailedError(RuntimeError):
+    """Another DDP rank exited with an error after this one finished."""
 
 
 def _set_threads(cfg: DictConfig) -> None:
@@ -27,61 +35,128 @@ def _set_threads(cfg: DictConfig) -> None:
 
 
 def run(cfg: DictConfig) -> dict[str, float]:
-    """Train, validate and test one configuration; write ``results.json``.
+    """Train, validate and test one configuration; write ``results.json`` (global rank 0).
 
-    Returns the final metrics (contract names, DESIGN.md §1).
+    Returns the final metrics (contract names, DESIGN.md §1). A run that fails (after
+    its configuration was validated) or is interrupted (SIGTERM, Ctrl-C) still writes ``results.json``, with ``status`` =
+    ``failed``/``interrupted``, the error and the checkpoint to resume from; SIGTERM
+    then exits with 143 (128 + SIGTERM) so schedulers see that the job did not finish.
     """
-    validate_config(cfg)
     start = time.time()
+    out = Path(cfg.paths.output_dir)
+    state: dict = {"trainer": None}
+    try:
+        metrics = _run(cfg, out, start, state)
+    except SystemExit as stop:  # Lightning's exit after Ctrl-C (code 1) or SIGTERM (SIGTERMException, no code)
+        trainer = state["trainer"]
+        if trainer is None or not trainer.interrupted:
+            raise
+        _write_stopped(cfg, out, start, trainer, "interrupted", stop)
+        if not stop.code:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+    except ConfigError:
+        raise  # nothing is written before the configuration is valid
+    except Exception as err:
+        _write_stopped(cfg, out, start, state["trainer"], "failed", err)
+        raise
+    _wait_for_other_ranks(state["trainer"])
+    return metrics
+
+
+def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, float]:
+    validate_config(cfg)
     _set_threads(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     task = build(cfg.dataset)
     task.setup()
     module = build_model(cfg, task.num_categories)
     logger = build_logger(cfg)
-    trainer = build_trainer(cfg, logger, out)
+    trainer = state["trainer"] = build_trainer(cfg, logger, out)
     try:
         if logger is not None:
             logger.log_hyperparams(to_container(cfg))
-        try:
-            trainer.fit(module, datamodule=task, ckpt_path=cfg.ckpt_path)
-        except SystemExit:  # Lightning exits after Ctrl-C; CheckpointOnException has saved the state
-            if trainer.interrupted:
-                res.write(out / "results.json", {
-                    "interrupted": True, "global_step": trainer.global_step,
-                    "resume": f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}",
-                    "config": to_container(cfg), "choices": res.hydra_choices(),
-                })
-            raise
+        trainer.fit(module, datamodule=task, ckpt_path=cfg.ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-        for evaluate in (trainer.validate, trainer.test):  # each stage resets callback_metrics
+        for evaluate in (trainer.validate, trainer.test):  # the final weights (= last.ckpt); each stage resets callback_metrics
             for stage in evaluate(module, datamodule=task, verbose=False):
                 metrics.update({k: float(v) for k, v in stage.items()})
         metrics = {k: v for k, v in sorted(metrics.items()) if k in contract_keys()}
-        generation = module.generation
-        results = {
-            "metrics": metrics,
-            "not_applicable": list(module.model.not_applicable),
-            "log_Z": generation.log_z,
-            "renormalised": renormalised_bound(metrics, generation.log_z),
-            "sampling": generation.sampling,
-            "dequantiser": module.model.summary(),
-            "dataset": task.describe(),
-            "samples": generation.samples,
-            "config": to_container(cfg),
-            "choices": res.hydra_choices(),
-            "wall_time_s": time.time() - start,
-            "global_step": trainer.global_step,
-            "checkpoint": str(getattr(trainer.checkpoint_callback, "last_model_path", "") or ""),
-            "code_version": res.code_version(),
-        }
-        res.write(out / "results.json", results)
-        res.report(results, out / "results.json")
-        log_summary(logger, results)
-        log_samples(logger, results["samples"])
+        if trainer.is_global_zero:
+            results = _finished_results(cfg, start, trainer, module, task, metrics)
+            res.write(out / "results.json", results)
+            res.report(results, out / "results.json")
+            log_summary(logger, results)
+            log_samples(logger, results["samples"])
         return metrics
     finally:
         close_loggers([logger] if logger is not None else [])
+
+
+def _checkpoints(trainer: pl.Trainer | None) -> dict:
+    """``checkpoint``: ``last.ckpt`` (the latest state: the one evaluated and the one to
+    resume from), when written; ``best_checkpoint``: the best validation score's."""
+    found = {}
+    for callback in trainer.checkpoint_callbacks if trainer is not None else []:
+        if isinstance(callback, LastCheckpoint):
+            if callback.path.is_file():
+                found["checkpoint"] = str(callback.path)
+        elif isinstance(callback, pl.callbacks.ModelCheckpoint) and callback.best_model_path:
+            found["best_checkpoint"] = callback.best_model_path
+    return found
+
+
+def _finished_results(cfg, start, trainer, module, task, metrics) -> dict:
+    generation = module.generation
+    return {
+        "status": "finished",
+        "metrics": metrics,
+        "not_applicable": list(module.model.not_applicable),
+        "log_Z": generation.log_z,
+        "renormalised": renormalised_bound(metrics, generation.log_z),
+        "sampling": generation.sampling,
+        "dequantiser": module.model.summary(),
+        "dataset": task.describe(),
+        "samples": generation.samples,
+        "config": to_container(cfg),
+        "choices": res.hydra_choices(),
+        "wall_time_s": time.time() - start,
+        "global_step": trainer.global_step,
+        **_checkpoints(trainer),
+        "code_version": res.code_version(),
+    }
+
+
+@rank_zero_only
+def _write_stopped(cfg, out: Path, start: float, trainer, status: str, error: BaseException) -> None:
+    """``results.json`` of a run that did not finish: no metrics, the error, and where to resume."""
+    found = _checkpoints(trainer)
+    results = {
+        "status": status,
+        "error": f"{type(error).__name__}: {error}" if str(error) else type(error).__name__,
+        "global_step": trainer.global_step if trainer is not None else 0,
+        **found,
+        "resume": f"ckpt_path={found['checkpoint']}" if "checkpoint" in found else None,
+        "config": to_container(cfg),
+        "choices": res.hydra_choices(),
+        "wall_time_s": time.time() - start,
+        "code_version": res.code_version(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    res.write(out / "results.json", results)
+
+
+def _wait_for_other_ranks(trainer: pl.Trainer | None) -> None:
+    """On the launching process of a DDP run: wait for the ranks it started and fail
+    if one did (Lightning does not, so a rank crashing after the last collective
+    would otherwise leave an exit code of 0)."""
+    launcher = trainer.strategy.launcher if trainer is not None else None
+    if not isinstance(launcher, _SubprocessScriptLauncher):
+        return
+    failed = [(rank, proc.wait()) for rank, proc in enumerate(launcher.procs, start=1)]
+    failed = [(rank, code) for rank, code in failed if code != 0]
+    if failed:
+        raise RankFailedError("; ".join(f"rank {rank} exited with code {code}" for rank, code in failed)
+                              + " (its error is printed above)")

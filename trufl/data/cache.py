@@ -5,13 +5,17 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
+import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from rich.progress import Progress
+
+log = logging.getLogger(__name__)
 
 
 def cache_key(**fields) -> str:
@@ -23,18 +27,57 @@ def load_or_build(path: Path, builder) -> dict[str, np.ndarray]:
     """Arrays from ``path`` (an .npz) or from ``builder()``, saved atomically.
 
     Parallel jobs of a sweep share the cache: a lock file makes one of them
-    build while the others wait and then load its result."""
+    build while the others wait and then load its result. A SHA-256 of the file
+    is kept beside it (``<name>.sha256``); a file that does not match it, or
+    does not load (truncated, corrupted), is rebuilt with a warning."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if path.exists():
-            with np.load(path) as f:
-                return {k: f[k] for k in f.files}
+            arrays, problem = _load_checked(path)
+            if arrays is not None:
+                return arrays
+            log.warning("data cache %s is %s; rebuilding it", path, problem)
         arrays = builder()
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
         np.savez_compressed(tmp, **arrays)
+        _write_atomically(_checksum_path(path), _sha256(tmp))
         tmp.replace(path)
         return arrays
+
+
+def _checksum_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _load_checked(path: Path) -> tuple[dict[str, np.ndarray] | None, str]:
+    """``(arrays, "")``, or ``(None, what is wrong)``. A file cached before checksums
+    were kept is trusted if it loads, and its checksum recorded."""
+    recorded = _checksum_path(path)
+    if recorded.exists() and recorded.read_text().strip() != _sha256(path):
+        return None, "corrupted or truncated (its SHA-256 differs from the one recorded when it was written)"
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        return None, f"unreadable ({type(err).__name__}: {err})"
+    if not recorded.exists():
+        _write_atomically(recorded, _sha256(path))
+    return arrays, ""
 
 
 def generate_in_chunks(make_chunk, num: int, seed: int, workers: int, description: str, chunk: int = 200) -> list:

@@ -28,11 +28,17 @@ class ActNorm(nn.Module):
 
     @torch.no_grad()
     def initialise(self, z: Tensor, mask: Tensor | None = None) -> None:
+        """Mean and std per dimension over the rows of ``z`` ``[..., D]`` (those in
+        ``mask``), pooled over every process under distributed training, so that all
+        replicas start from the same parameters."""
         flat = z.reshape(-1, z.shape[-1]) if mask is None else z[mask]
-        if flat.shape[0] < 2:
+        count_and_sum = _sum_over_processes(torch.cat([flat.new_tensor([flat.shape[0]]), flat.sum(0)]))
+        count, mean = count_and_sum[0], count_and_sum[1:] / count_and_sum[0].clamp_min(1)
+        if count < 2:  # the same decision on every rank: the count is global
             return
-        self.bias.copy_(-flat.mean(0))
-        self.log_scale.copy_(-flat.std(0).clamp_min(1e-3).log())
+        std = (_sum_over_processes((flat - mean).square().sum(0)) / (count - 1)).sqrt()
+        self.bias.copy_(-mean)
+        self.log_scale.copy_(-std.clamp_min(1e-3).log())
         self.initialised.fill_(True)
 
     def forward(self, z: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -43,6 +49,13 @@ class ActNorm(nn.Module):
 
     def inverse(self, y: Tensor) -> Tensor:
         return y * torch.exp(-self.log_scale) - self.bias
+
+
+def _sum_over_processes(x: Tensor) -> Tensor:
+    """``x`` summed over the processes of a distributed run (all must call this), else ``x``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(x)
+    return x
 
 
 class InvertibleLinear(nn.Module):

@@ -21,6 +21,7 @@ import importlib.util
 import json
 import re
 import socket
+from typing import Literal, get_args
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, load_or_build
 
 ALPHABET27 = " abcdefghijklmnopqrstuvwxyz"
-CORPORA = ("bible", "text8", "enwik8", "ptb")
+Corpus = Literal["bible", "text8", "enwik8", "ptb"]
+CORPORA = get_args(Corpus)
 DEFAULT_HUB_NAMES = {"text8": "afmck/text8", "enwik8": "LTCB/enwik8", "ptb": "ptb_text_only"}
 HUB_HOST = "huggingface.co"
 
@@ -147,7 +149,7 @@ class TextDataModule(SplitDataModule):
 
     def __init__(
         self,
-        corpus: str = "bible",
+        corpus: Corpus = "bible",
         path: str | None = None,
         hub_name: str | None = None,
         seq_len: int = 128,

@@ -13,6 +13,7 @@ Supports are disjoint, so the Bayes decoder is exact: ``log p(x|z) = 0``.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +22,8 @@ from torch.nn import functional as F
 from ..distributions import NEG_INF, bounded, gaussian_log_pdf, inverse_softplus
 from .base import Dequantiser, select_rows
 
-VARIANTS = ("binary", "onehot")
+Variant = Literal["binary", "onehot"]
+VARIANTS = get_args(Variant)
 
 
 def required_dim(num_categories: int, variant: str) -> int:
@@ -43,7 +45,7 @@ class ArgmaxDequantiser(Dequantiser):
         self,
         num_categories: int,
         dim: int | None = None,
-        variant: str = "binary",
+        variant: Variant = "binary",
         max_log_scale: float = 3.0,
         context_dim: int = 0,
     ):

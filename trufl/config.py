@@ -30,7 +30,7 @@ import re
 import sys
 import types
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Literal, Union, get_args, get_origin
 
 from hydra.errors import CompactHydraException
@@ -131,6 +131,7 @@ RANGES: dict[str, Range | dict[type, Range]] = {
     "trainer.log_every_n_steps": NONNEGATIVE, "trainer.gradient_clip_val": NONNEGATIVE,
     "trainer.accumulate_grad_batches": COUNT, "trainer.num_nodes": COUNT,
     "trainer.reload_dataloaders_every_n_epochs": NONNEGATIVE, "trainer.devices": Range(-1),
+    "logger.version": NONNEGATIVE,
 }
 #: integer parameters named like this are counts (>= 1) unless RANGES says otherwise
 COUNT_NAMES = re.compile(r"^(num_\w+|\w+_size|\w*hidden|heads|\w*layers|\w*mixtures|\w*bins|seq_len|dim|side|box|workers|steps)$")
@@ -294,7 +295,8 @@ def target_annotations(obj) -> tuple[dict[str, Any], bool]:
 
 
 def dataclass_annotations(cls) -> dict[str, Any]:
-    return target_annotations(cls)[0] | {f.name: f.type for f in fields(cls) if not isinstance(f.type, str)}
+    """``name -> annotation`` of a settings dataclass's fields."""
+    return target_annotations(cls)[0]
 
 
 def _check_target(group: str, node: DictConfig) -> list[str]:
@@ -315,7 +317,7 @@ def _check_target(group: str, node: DictConfig) -> list[str]:
 
 def _check_probs(cfg: DictConfig) -> list[str]:
     probs = cfg.dataset.get("probs") if isinstance(cfg.get("dataset"), DictConfig) else None
-    if probs is None or not all(isinstance(p, (int, float)) for p in probs):
+    if not isinstance(probs, ListConfig) or not all(isinstance(p, (int, float)) for p in probs):
         return []  # type errors are reported by the signature check
     if len(probs) < 2 or min(probs) <= 0 or abs(sum(probs) - 1) > 1e-6:
         return [f"dataset.probs={list(probs)} must be >= 2 positive numbers summing to 1 (sum {sum(probs):.6g})"]

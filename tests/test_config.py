@@ -126,3 +126,25 @@ def test_sweep_expansion_matches_the_basic_sweeper():
         cfg = loader.load_configuration("config", ["flow=trufl,catnf", "seed=range(0,3)", "logger=none"], RunMode.MULTIRUN)
         jobs = sweep_jobs(cfg, loader)
     assert jobs == [[f"flow={f}", f"seed={s}", "logger=none"] for f in ("trufl", "catnf") for s in range(3)]
+
+
+def test_hydra_choices_are_recorded_inside_a_hydra_job():
+    """results.json's "choices" come from the job's HydraConfig (empty outside @hydra.main)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from trufl.results import hydra_choices
+
+    from .conftest import CONF
+
+    assert hydra_choices() == {}
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["flow=catnf", "experiment=toy", "logger=none"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        choices = hydra_choices()
+    finally:
+        HydraConfig.instance().cfg = None
+    assert {k: choices[k] for k in ("flow", "dataset", "prior", "experiment", "logger")} == {
+        "flow": "catnf", "dataset": "toy", "prior": "standard", "experiment": "toy", "logger": "none"}
+    assert choices["hydra/launcher"] == "basic" and not any(k.startswith("hydra/job_logging") for k in choices)

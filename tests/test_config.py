@@ -87,3 +87,64 @@ def test_learning_rate_schedule_warms_up_and_decays_to_zero():
 def test_latent_dim_sets_the_dimension_of_trufl_and_catnf(make_cfg):
     cfg = make_cfg("latent_dim=2", "flow=catnf")
     assert cfg.flow.dim == 2
+
+
+def test_multirun_validates_every_job_before_launching_any(tmp_path):
+    """Jobs 1 and 3 of 4 are invalid: none of the 4 may start (no sweep dir, no results)."""
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", "seed=0,1", "trainer.max_steps=3,abc", "logger=none",
+         f"hydra.sweep.dir={sweep}", f"paths.data_dir={tmp_path / 'data'}"],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "2 of 4 jobs have an invalid configuration; none was launched" in proc.stderr, proc.stderr[-2000:]
+    assert "job #1 (seed=0 trainer.max_steps=abc" in proc.stderr and "job #3 (seed=1 trainer.max_steps=abc" in proc.stderr
+    assert "job #0" not in proc.stderr and proc.stderr.count("trainer.max_steps='abc' must be int") == 2
+    assert "Traceback" not in proc.stderr
+    assert not sweep.exists() and not (tmp_path / "data").exists()
+
+
+def test_sweep_expansion_matches_the_basic_sweeper():
+    """The jobs validated are the jobs the basic sweeper will launch (cartesian product, in order)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from trufl.config import sweep_jobs
+
+    from .conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        cfg = loader.load_configuration("config", ["flow=trufl,catnf", "seed=range(0,3)", "logger=none"], RunMode.MULTIRUN)
+        jobs = sweep_jobs(cfg, loader)
+    assert jobs == [[f"flow={f}", f"seed={s}", "logger=none"] for f in ("trufl", "catnf") for s in range(3)]
+
+
+def test_hydra_choices_are_recorded_inside_a_hydra_job():
+    """results.json's "choices" come from the job's HydraConfig (empty outside @hydra.main)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+
+    from trufl.results import hydra_choices
+
+    from .conftest import CONF
+
+    assert hydra_choices() == {}
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["flow=catnf", "experiment=toy", "logger=none"], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    try:
+        choices = hydra_choices()
+    finally:
+        HydraConfig.instance().cfg = None
+    assert {k: choices[k] for k in ("flow", "dataset", "prior", "experiment", "logger")} == {
+        "flow": "catnf", "dataset": "toy", "prior": "standard", "experiment": "toy", "logger": "none"}
+    assert choices["hydra/launcher"] == "basic" and not any(k.startswith("hydra/job_logging") for k in choices)

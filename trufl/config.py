@@ -1,60 +1,302 @@
 """Config validation: every mistake is reported, by key, before any data or training.
 
 Hydra already rejects overrides of keys that do not exist (struct mode) and
-unknown group options (``flow=foo``). This adds what Hydra cannot know: keys
-that the target class does not accept (typos in YAML files or ``+key=`` overrides),
-targets outside the allowed namespaces, and values out of range.
+unknown group options (``flow=foo``). This adds what Hydra cannot know, with a
+schema generated from the code rather than written twice:
+
+* each group node (``dataset``, ``flow``, ``prior``, ``context``, ``weighting``,
+  ``trainer``, ``logger``, ``callbacks.*``) is checked against its ``_target_``'s
+  signature: unknown keys, and every value's type from the parameter annotation
+  (``int``, ``float``, ``str | None``, ``Literal[...]`` choices, ``list[float]``…);
+  ``trainer.*`` against ``pytorch_lightning.Trainer``'s own annotations;
+* the top-level keys and the ``optim``/``eval`` sections against the dataclasses
+  :class:`RunSettings`, :class:`~trufl.optim.OptimSettings` and
+  :class:`~trufl.sampling.EvalSettings`;
+* numbers against :data:`RANGES` (by parameter name, see :func:`range_rule`);
+* ``_target_`` against the allowed namespaces.
+
+A new constructor parameter is picked up automatically (type from its annotation,
+choices from a ``Literal``; a numeric one needs a :data:`RANGES` entry or a name
+that :data:`COUNT_NAMES` matches, which ``tests/test_config.py`` enforces).
+:class:`ValidateJobs` (a Hydra callback, ``conf/hydra/default.yaml``) validates
+every job of a multirun before any job is launched.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import re
+import sys
+import types
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Union, get_args, get_origin
 
+from hydra.errors import CompactHydraException
+from hydra.experimental.callback import Callback
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 ALLOWED_TARGET_PREFIXES = ("trufl.", "torch.", "pytorch_lightning.")
+HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 #: keys filled in by the job, not by the config
 INJECTED = {
     "flow": {"num_categories", "context_dim"},
     "prior": {"dim", "num_categories", "num_faces"},
     "context": {"num_categories"},
     "trainer": {"logger", "callbacks", "default_root_dir"},
+    "optim": {"max_steps"},  # from trainer.max_steps
 }
-TOP_LEVEL = {
-    "dataset", "flow", "prior", "context", "weighting", "trainer", "logger", "paths", "experiment", "hydra",
-    "seed", "recon_weight", "kl_weight", "ckpt_path", "num_threads", "optim", "eval", "check_finite_every",
-    "task_name", "tags", "latent_dim", "callbacks",
+#: group nodes with a ``_target_`` (empty optional groups mean "none")
+REQUIRED_GROUPS = ("dataset", "flow", "prior", "weighting", "trainer")
+OPTIONAL_GROUPS = ("logger", "context")
+#: top-level nodes that are not run settings (Hydra's, paths, the experiment choice)
+UNCHECKED = {"hydra", "paths", "experiment", "callbacks", "optim", "eval", *REQUIRED_GROUPS, *OPTIONAL_GROUPS}
+
+
+class ConfigError(ValueError, CompactHydraException):
+    """A configuration mistake; the message names every offending key.
+
+    A :class:`~hydra.errors.CompactHydraException`, so ``train.py`` prints the
+    message alone, without a traceback."""
+
+
+@dataclass
+class RunSettings:
+    """The top-level keys of ``conf/config.yaml`` (documented there)."""
+
+    seed: int = 0
+    recon_weight: float = 1.0
+    kl_weight: float = 1.0
+    latent_dim: int | None = 3
+    ckpt_path: str | None = None
+    num_threads: int | None = None
+    check_finite_every: int = 0
+    task_name: str = "train"
+    tags: list[str] | None = None
+
+
+# -- ranges -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Range:
+    """An interval of numbers; ``None`` ends are unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __str__(self) -> str:
+        lo = "-inf" if self.low is None else repr(self.low)
+        hi = "inf" if self.high is None else repr(self.high)
+        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
+
+    def __contains__(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+
+COUNT = Range(1)
+NONNEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+FRACTION_OR_COUNT = {int: Range(0), float: Range(0, 1)}  # Lightning's limit_*_batches convention
+SEED = Range(0, 2**32 - 1)  # what numpy (and Lightning's seed_everything) accept
+
+#: ranges by ``Target.param``, ``group.param`` or ``param`` (first match wins);
+#: a dict maps the value's type to its range (``int`` counts vs ``float`` fractions)
+RANGES: dict[str, Range | dict[type, Range]] = {
+    # top level, optim, eval
+    "seed": SEED, "recon_weight": NONNEGATIVE, "kl_weight": NONNEGATIVE, "latent_dim": COUNT,
+    "num_threads": COUNT, "check_finite_every": NONNEGATIVE,
+    "optim.lr": POSITIVE, "optim.weight_decay": NONNEGATIVE, "optim.warmup_steps": NONNEGATIVE,
+    "eval.iw_samples": NONNEGATIVE, "eval.log_z_samples": COUNT, "eval.num_samples": NONNEGATIVE,
+    "eval.max_tries": COUNT,
+    # models and data (constructor parameters)
+    "num_flows": NONNEGATIVE, "num_workers": NONNEGATIVE, "max_log_scale": POSITIVE,
+    "init_gap": Range(0, 0.5, high_open=True), "init_loc_std": NONNEGATIVE, "dropout": Range(0, 1, high_open=True),
+    "total": COUNT, "min_nodes": Range(3), "max_nodes": Range(3), "dataset.size": Range(2),
+    "decay": Range(0, 1, low_open=True), "start": NONNEGATIVE, "LinearWarmup.start": Range(0, 1),
+    # trainer (Lightning's conventions: -1 = unlimited, floats are fractions of an epoch)
+    "trainer.max_steps": Range(-1), "trainer.max_epochs": Range(-1), "trainer.min_steps": NONNEGATIVE,
+    "trainer.min_epochs": NONNEGATIVE, "trainer.num_sanity_val_steps": Range(-1),
+    "trainer.val_check_interval": {int: COUNT, float: Range(0, 1, low_open=True)},
+    "trainer.limit_train_batches": FRACTION_OR_COUNT, "trainer.limit_val_batches": FRACTION_OR_COUNT,
+    "trainer.limit_test_batches": FRACTION_OR_COUNT, "trainer.limit_predict_batches": FRACTION_OR_COUNT,
+    "trainer.overfit_batches": FRACTION_OR_COUNT, "trainer.check_val_every_n_epoch": COUNT,
+    "trainer.log_every_n_steps": NONNEGATIVE, "trainer.gradient_clip_val": NONNEGATIVE,
+    "trainer.accumulate_grad_batches": COUNT, "trainer.num_nodes": COUNT,
+    "trainer.reload_dataloaders_every_n_epochs": NONNEGATIVE, "trainer.devices": Range(-1),
+    "logger.version": NONNEGATIVE,
 }
-SECTIONS = {
-    "optim": {"lr": "positive", "weight_decay": "nonnegative", "warmup_steps": "nonnegative_int", "schedule": "choice"},
-    "eval": {
-        "iw_samples": "nonnegative_int", "log_z_samples": "positive_int", "num_samples": "nonnegative_int",
-        "max_tries": "positive_int",
-    },
-}
+#: integer parameters named like this are counts (>= 1) unless RANGES says otherwise
+COUNT_NAMES = re.compile(r"^(num_\w+|\w+_size|\w*hidden|heads|\w*layers|\w*mixtures|\w*bins|seq_len|dim|side|box|workers|steps)$")
 
 
-class ConfigError(ValueError):
-    """A configuration mistake; the message names every offending key."""
-
-
-CHOICES = {"optim.schedule": ("constant", "cosine")}
-
-
-def _check_number(key: str, value, kind: str) -> str | None:
-    if kind == "choice":
-        return None if value in CHOICES[key] else f"{key}={value!r} must be one of {CHOICES[key]}"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
-        return f"{key}={value!r} must be a number"
-    if kind.endswith("int") and not isinstance(value, int):
-        return f"{key}={value!r} must be an integer"
-    if kind.startswith("positive") and value <= 0:
-        return f"{key}={value} must be > 0"
-    if kind.startswith("nonnegative") and value < 0:
-        return f"{key}={value} must be >= 0"
+def range_rule(group: str, target: str | None, name: str, value_type: type) -> Range | None:
+    """The range of ``group.name`` (a parameter of ``target``) for a value of ``value_type``."""
+    keys = ([f"{target.rsplit('.', 1)[-1]}.{name}"] if target else []) + [f"{group}.{name}", name]
+    for key in keys:
+        if key in RANGES:
+            rule = RANGES[key]
+            return rule.get(value_type) if isinstance(rule, dict) else rule
+    if value_type is int and COUNT_NAMES.match(name):
+        return COUNT
     return None
+
+
+def _registry_choices() -> dict[str, Callable[[], set[str]]]:
+    """String settings that Lightning resolves through registries (checked lazily: imports)."""
+
+    def accelerators() -> set[str]:
+        from pytorch_lightning.accelerators import AcceleratorRegistry
+
+        return {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
+
+    def strategies() -> set[str]:
+        from pytorch_lightning.strategies import StrategyRegistry
+
+        return {"auto", *StrategyRegistry.available_strategies()}
+
+    return {"trainer.accelerator": accelerators, "trainer.strategy": strategies}
+
+
+# -- types --------------------------------------------------------------------
+def _is_union(tp) -> bool:
+    return get_origin(tp) in (Union, types.UnionType)
+
+
+def matches(value, tp) -> bool:
+    """Whether a config value (after interpolation) can be passed where ``tp`` is annotated."""
+    if tp in (inspect.Parameter.empty, Any, object):
+        return True
+    origin, args = get_origin(tp), get_args(tp)
+    if _is_union(tp):
+        return any(matches(value, a) for a in args)
+    if origin is Literal:
+        return any(type(value) is type(a) and value == a for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:  # ints are fine where floats are expected
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, Sequence, Iterable) or tp in (list, tuple):
+        if not isinstance(value, (ListConfig, list)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(matches(v, a) for v, a in zip(value, args))
+        return all(matches(v, args[0]) for v in value) if args else True
+    if origin is dict or tp is dict:
+        return isinstance(value, (DictConfig, dict))
+    if isinstance(tp, type) and tp.__name__ in ("Path", "PurePath", "PathLike"):
+        return isinstance(value, str)
+    # any other class (Accelerator, timedelta, Profiler...): only an instantiable node
+    return isinstance(value, DictConfig) and "_target_" in value
+
+
+def describe(tp) -> str:
+    """A readable name for an annotation (for messages)."""
+    members = _flatten(tp)
+    choices = [a for m in members if get_origin(m) is Literal for a in get_args(m)]
+    others = [m for m in members if get_origin(m) is not Literal]
+    if choices:
+        return " or ".join(["one of " + ", ".join(map(repr, choices)), *map(describe, others)])
+    if len(others) > 1:
+        return " | ".join(dict.fromkeys(map(describe, others)))
+    if tp is type(None):
+        return "null"
+    if get_origin(tp) is not None:
+        return str(tp).replace("typing.", "")
+    return getattr(tp, "__name__", str(tp))
+
+
+def _flatten(tp) -> list:
+    """The members of a (nested) union, or ``[tp]``."""
+    return [m for a in get_args(tp) for m in _flatten(a)] if _is_union(tp) else [tp]
+
+
+def _number_type(value) -> type | None:
+    if isinstance(value, bool):
+        return None
+    return int if isinstance(value, int) else float if isinstance(value, float) else None
+
+
+# -- checks -------------------------------------------------------------------
+_UNRESOLVED = object()
+
+
+def _value(node: DictConfig, key: str):
+    """``(value, error)``; values that only Hydra's job set-up can resolve (``${hydra:...}``) are skipped."""
+    try:
+        return node[key], None
+    except OmegaConfBaseException as err:
+        raw = OmegaConf.to_container(node, resolve=False).get(key)
+        if (isinstance(raw, str) and "hydra:" in raw) or "HydraConfig was not set" in str(err):
+            return _UNRESOLVED, None  # a path under the job's output dir, set when the job starts
+        return None, f"cannot resolve: {err}".split("\n")[0]
+
+
+def check_values(prefix: str, node: DictConfig, annotations: dict[str, Any], target: str | None = None,
+                 open_keys: bool = False, skip: Iterable[str] = ()) -> list[str]:
+    """Errors for ``node`` against ``annotations`` (``name -> type``): unknown keys
+    (unless ``open_keys``), wrong types, numbers out of range, registry choices.
+    Keys in ``skip`` are checked elsewhere; ``prefix`` is the node's key ("" at the top)."""
+    group = prefix.split(".")[0]
+    valid = ", ".join(sorted({*annotations, *skip}))
+    errors = []
+    registries = _registry_choices()
+    for key in node.keys():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if key in HYDRA_KEYS or key in skip:
+            continue
+        if key not in annotations:
+            if not open_keys:
+                where = f" for {target}" if target else "" if prefix else " at the top level"
+                errors.append(f"unknown key {name} (valid keys{where}: {valid})")
+            continue
+        value, err = _value(node, key)
+        if err:
+            errors.append(f"{name}: {err}")
+        if err or value is _UNRESOLVED:
+            continue
+        tp = annotations[key]
+        if not matches(value, tp):
+            shown = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
+            errors.append(f"{name}={shown!r} must be {describe(tp)}")
+            continue
+        number = _number_type(value)
+        rule = range_rule(group, target, str(key), number) if number else None
+        if rule is not None and value not in rule:
+            errors.append(f"{name}={value!r} must be in {rule}")
+        if name in registries and isinstance(value, str) and value not in registries[name]():
+            errors.append(f"{name}={value!r} must be one of {', '.join(sorted(registries[name]()))}")
+    return errors
+
+
+def target_annotations(obj) -> tuple[dict[str, Any], bool]:
+    """``(name -> annotation, accepts **kwargs)`` from a callable's signature (string
+    annotations evaluated in its module)."""
+    try:
+        params = inspect.signature(obj, eval_str=True).parameters
+    except (NameError, TypeError, SyntaxError):  # unresolvable annotation: keep names, skip types
+        params = inspect.signature(obj).parameters
+    var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    named = {n: p.annotation for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+    return named, var_kw
+
+
+def dataclass_annotations(cls) -> dict[str, Any]:
+    """``name -> annotation`` of a settings dataclass's fields."""
+    return target_annotations(cls)[0]
 
 
 def _check_target(group: str, node: DictConfig) -> list[str]:
@@ -67,46 +309,96 @@ def _check_target(group: str, node: DictConfig) -> list[str]:
         obj = get_object(target)
     except Exception as err:  # noqa: BLE001 - report, don't crash
         return [f"{group}._target_={target} cannot be imported: {err}"]
-    params = inspect.signature(obj).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return []
-    accepted = set(params) - INJECTED.get(group, set())
-    unknown = sorted(set(node.keys()) - accepted - {"_target_", "_partial_", "_convert_", "_recursive_"})
-    return [f"unknown key {group}.{k} (valid keys for {target}: {', '.join(sorted(accepted))})" for k in unknown]
+    annotations, var_kw = target_annotations(obj)
+    for name in INJECTED.get(group, ()):
+        annotations.pop(name, None)
+    return check_values(group, node, annotations, target=str(target), open_keys=var_kw)
+
+
+def _check_probs(cfg: DictConfig) -> list[str]:
+    probs = cfg.dataset.get("probs") if isinstance(cfg.get("dataset"), DictConfig) else None
+    if not isinstance(probs, ListConfig) or not all(isinstance(p, (int, float)) for p in probs):
+        return []  # type errors are reported by the signature check
+    if len(probs) < 2 or min(probs) <= 0 or abs(sum(probs) - 1) > 1e-6:
+        return [f"dataset.probs={list(probs)} must be >= 2 positive numbers summing to 1 (sum {sum(probs):.6g})"]
+    return []
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` listing every problem found in ``cfg``."""
-    errors: list[str] = []
-    unknown = sorted(set(cfg.keys()) - TOP_LEVEL)
-    errors += [f"unknown top-level key {k!r} (valid: {', '.join(sorted(TOP_LEVEL))})" for k in unknown]
-    for key in ("recon_weight", "kl_weight"):
-        errors.append(_check_number(key, cfg.get(key), "nonnegative"))
-    if cfg.get("latent_dim") is not None:
-        errors.append(_check_number("latent_dim", cfg.latent_dim, "positive_int"))
-    for section, keys in SECTIONS.items():
-        node = cfg.get(section) or {}
-        errors += [f"unknown key {section}.{k} (valid: {', '.join(keys)})" for k in node if k not in keys]
-        errors += [_check_number(f"{section}.{k}", node[k], kind) for k, kind in keys.items() if k in node]
-    for group in ("dataset", "flow", "prior", "weighting", "trainer"):
+    from .optim import OptimSettings
+    from .sampling import EvalSettings
+
+    errors = check_values("", cfg, dataclass_annotations(RunSettings), skip=UNCHECKED)
+    for section, cls in (("optim", OptimSettings), ("eval", EvalSettings)):
+        annotations = {k: v for k, v in dataclass_annotations(cls).items() if k not in INJECTED.get(section, ())}
+        node = cfg.get(section)
+        errors += check_values(section, node, annotations) if isinstance(node, DictConfig) else []
+    for group in REQUIRED_GROUPS:
         if not isinstance(cfg.get(group), DictConfig):
             errors.append(f"{group} must be a config group choice (e.g. {group}=<option>)")
             continue
         errors += _check_target(group, cfg[group])
-    for group in ("logger", "context"):  # optional groups: empty means none
+    for group in OPTIONAL_GROUPS:
         if isinstance(cfg.get(group), DictConfig) and cfg[group]:
             errors += _check_target(group, cfg[group])
     for name, node in (cfg.get("callbacks") or {}).items():
         errors += _check_target(f"callbacks.{name}", node) if isinstance(node, DictConfig) else [f"callbacks.{name} must be a config node with a _target_"]
-    probs = cfg.dataset.get("probs") if isinstance(cfg.get("dataset"), DictConfig) else None
-    if probs is not None:
-        if not isinstance(probs, (list, ListConfig)) or not all(isinstance(p, (int, float)) for p in probs):
-            errors.append(f"dataset.probs={probs} must be a list of numbers")
-        elif len(probs) < 2 or min(probs) <= 0 or abs(sum(probs) - 1) > 1e-6:
-            errors.append(f"dataset.probs={list(probs)} must be >= 2 positive numbers summing to 1 (sum {sum(probs):.6g})")
-    errors = [e for e in errors if e]
+    errors += _check_probs(cfg)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+
+
+def sweep_jobs(config: DictConfig, config_loader) -> list[list[str]]:
+    """Each job's overrides in a multirun of the basic sweeper (``a=1,2 b=3,4``: four jobs),
+    expanded as the sweeper will; other sweepers choose jobs as they go: ``[]``."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if get_object(config.hydra.sweeper._target_) is not BasicSweeper:
+        return []
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(params + list(task))
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def validate_sweep(config: DictConfig, config_loader) -> int:
+    """Compose and validate every job of the multirun ``config``; raise one
+    :class:`ConfigError` naming each failing job, its overrides and keys. Returns the
+    number of jobs checked (the master config alone when the sweeper is not the basic one)."""
+    jobs = sweep_jobs(config, config_loader)
+    problems = []
+    for num, overrides in enumerate(jobs):
+        try:
+            validate_config(config_loader.load_sweep_config(config, list(overrides)))
+        except ConfigError as err:
+            detail = str(err).split("\n", 1)[1]
+            problems.append(f"job #{num} ({' '.join(overrides)}):\n{detail}")
+    if not jobs:
+        with_hydra_removed = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        validate_config(with_hydra_removed)
+    if problems:
+        raise ConfigError(f"{len(problems)} of {len(jobs)} jobs have an invalid configuration; none was launched:\n"
+                          + "\n".join(problems))
+    return max(1, len(jobs))
+
+
+class ValidateJobs(Callback):
+    """Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``): a multirun
+    validates every job's config before the sweeper creates a directory or launches
+    (or queues, on SLURM) a single job."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.global_hydra import GlobalHydra
+
+        try:
+            validate_sweep(config, GlobalHydra.instance().config_loader())
+        except ConfigError as err:
+            # Hydra turns a callback's exceptions into warnings and goes on; a usage
+            # error must stop the multirun, so exit like Hydra does for one (status 1).
+            sys.stderr.write(f"{err}\n")
+            raise SystemExit(1) from None
 
 
 def to_container(cfg: DictConfig) -> dict:

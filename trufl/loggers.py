@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import netrc
 import os
+from typing import Literal, get_args
 
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-WANDB_MODES = ("auto", "online", "offline", "disabled")
+WandbMode = Literal["auto", "online", "offline", "disabled"]
+WANDB_MODES = get_args(WandbMode)
 
 
 def wandb_api_key_configured() -> bool:
@@ -36,7 +38,7 @@ def resolve_wandb_mode(mode: str = "auto") -> str:
 def wandb_logger(
     project: str = "trufl",
     save_dir: str = ".",
-    mode: str = "auto",
+    mode: WandbMode = "auto",
     name: str | None = None,
     group: str | None = None,
     entity: str | None = None,

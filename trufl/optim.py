@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 from dataclasses import dataclass
 
 import torch
 
-SCHEDULES = ("constant", "cosine")
+Schedule = Literal["constant", "cosine"]
+SCHEDULES = get_args(Schedule)
 
 
 @dataclass
@@ -16,7 +18,7 @@ class OptimSettings:
 
     lr: float = 1e-3
     weight_decay: float = 0.0
-    schedule: str = "constant"
+    schedule: Schedule = "constant"
     warmup_steps: int = 0
     max_steps: int | None = None
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+from typing import Literal, get_args
 from collections import deque
 
 import numpy as np
@@ -163,6 +164,9 @@ class NodeCountBatchSampler(Sampler):
         return len(self._batches())
 
 
+GraphSize = Literal["tiny", "large"]
+
+
 class GraphColouringDataModule(SplitDataModule):
     """3-colourings of random graphs with chromatic number exactly 3.
 
@@ -177,11 +181,11 @@ class GraphColouringDataModule(SplitDataModule):
         workers: generation processes.
     """
 
-    SIZES = {"tiny": (10, 20), "large": (25, 50)}
+    SIZES = dict(zip(get_args(GraphSize), [(10, 20), (25, 50)]))  # nodes per graph, by size
 
     def __init__(
         self,
-        size: str = "tiny",
+        size: GraphSize = "tiny",
         train_size: int = 4000,
         val_size: int = 500,
         test_size: int = 500,

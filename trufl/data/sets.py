@@ -12,6 +12,7 @@ Category k stands for the number k + 1.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 from functools import lru_cache
 
 import numpy as np
@@ -20,7 +21,8 @@ import torch
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, load_or_build
 
-TASKS = ("shuffle", "sum")
+SetTask = Literal["shuffle", "sum"]
+TASKS = get_args(SetTask)
 
 
 @lru_cache(maxsize=None)
@@ -71,7 +73,7 @@ class SetDataModule(SplitDataModule):
 
     def __init__(
         self,
-        task: str = "shuffle",
+        task: SetTask = "shuffle",
         size: int = 16,
         total: int = 42,
         train_size: int = 20000,

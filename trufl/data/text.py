@@ -50,6 +50,7 @@ import importlib.util
 import re
 import socket
 import zipfile
+from typing import Literal, get_args
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,8 @@ from .base import SplitDataModule, TokenWindows
 from .cache import cache_key, load_or_build
 
 ALPHABET27 = " abcdefghijklmnopqrstuvwxyz"
-CORPORA = ("bible", "text8", "enwik8", "ptb")
+Corpus = Literal["bible", "text8", "enwik8", "ptb"]
+CORPORA = get_args(Corpus)
 SPLITS = ("train", "val", "test")
 DEFAULT_HUB_NAMES = {"text8": "afmck/text8", "ptb": "ptb_text_only"}
 PTB_FILES = {"train": "ptb.char.train.txt", "val": "ptb.char.valid.txt", "test": "ptb.char.test.txt"}
@@ -312,7 +314,7 @@ class TextDataModule(SplitDataModule):
 
     def __init__(
         self,
-        corpus: str = "bible",
+        corpus: Corpus = "bible",
         path: str | None = None,
         hub_name: str | None = None,
         seq_len: int = 128,

@@ -13,6 +13,7 @@ Supports are disjoint, so the Bayes decoder is exact: ``log p(x|z) = 0``.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +22,14 @@ from torch.nn import functional as F
 from ..distributions import NEG_INF, bounded, gaussian_log_pdf, inverse_softplus
 from .base import Dequantiser, select_rows
 
-VARIANTS = ("binary", "onehot")
+Variant = Literal["binary", "onehot"]
+VARIANTS = get_args(Variant)
+
+
+def softplus_floor(dtype: torch.dtype) -> float:
+    """The smallest u whose softplus is a normal float of ``dtype`` (below it, softplus
+    loses precision and then underflows to 0)."""
+    return math.log(torch.finfo(dtype).tiny) + 1.0
 
 
 def required_dim(num_categories: int, variant: str) -> int:
@@ -43,7 +51,7 @@ class ArgmaxDequantiser(Dequantiser):
         self,
         num_categories: int,
         dim: int | None = None,
-        variant: str = "binary",
+        variant: Variant = "binary",
         max_log_scale: float = 3.0,
         context_dim: int = 0,
     ):
@@ -76,15 +84,25 @@ class ArgmaxDequantiser(Dequantiser):
     def sample(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         mean, log_std = (select_rows(t, x) for t in self._gaussian(context))
         u = mean + log_std.exp() * torch.randn_like(mean)
-        log_q = gaussian_log_pdf(u, mean, log_std).sum(-1)
         if self.variant == "binary":
+            # softplus(u) underflows to 0 (a face of every orthant: outside x's support) for
+            # u < log(tiny); keep u where |z| is a normal number and the inverse is exact
+            u = u.clamp_min(softplus_floor(u.dtype))
             z = self.signs[x.long()] * F.softplus(u)
-            return z, log_q - F.logsigmoid(u).sum(-1)
+            return z, (gaussian_log_pdf(u, mean, log_std) - F.logsigmoid(u)).sum(-1)
         top = u.gather(-1, x.long().unsqueeze(-1))
         gap = top - u
-        z = torch.where(F.one_hot(x.long(), self.dim).bool(), u, top - F.softplus(gap))
-        log_jac = torch.where(F.one_hot(x.long(), self.dim).bool(), 0.0, F.logsigmoid(gap)).sum(-1)
-        return z, log_q - log_jac
+        # top - softplus(gap) rounds to top when softplus(gap) is below top's float spacing:
+        # a tie the argmax may break against x, so stay strictly below top
+        below = torch.minimum(top - F.softplus(gap), torch.nextafter(top, torch.full_like(top, NEG_INF)))
+        is_x = F.one_hot(x.long(), self.dim).bool()
+        z = torch.where(is_x, u, below)
+        # the density of the z actually represented: the gap it encodes after rounding
+        # (as log_prob_all reads it), not the gap drawn, which rounding may have moved
+        gap = torch.where(is_x, gap, inverse_softplus((top - below).clamp_min(torch.finfo(u.dtype).tiny)))
+        u = torch.where(is_x, u, top - gap)
+        log_jac = torch.where(is_x, 0.0, F.logsigmoid(gap)).sum(-1)
+        return z, gaussian_log_pdf(u, mean, log_std).sum(-1) - log_jac
 
     def code(self, z: Tensor) -> Tensor:
         """The category z's region encodes ``[...]`` (may be ≥ K for binary)."""
@@ -106,7 +124,8 @@ class ArgmaxDequantiser(Dequantiser):
         own = F.one_hot(self.code(z).clamp_max(K - 1), K).bool() & (self.code(z) < K).unsqueeze(-1)  # [..., K]
         zk = z.unsqueeze(-2)  # [..., 1, D]
         if self.variant == "binary":
-            u = inverse_softplus(zk.abs().clamp_min(1e-30)).expand(*z.shape[:-1], K, self.dim)
+            u = inverse_softplus(zk.abs().clamp_min(F.softplus(torch.tensor(softplus_floor(z.dtype))).item()))
+            u = u.expand(*z.shape[:-1], K, self.dim)
             log_q = (gaussian_log_pdf(u, mean, log_std) - F.logsigmoid(u)).sum(-1)
         else:
             top = z.max(-1, keepdim=True).values.unsqueeze(-2)  # [..., 1, 1]

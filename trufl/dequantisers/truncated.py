@@ -24,7 +24,7 @@ at other boxes' faces, so with a shared base the boxes never move apart
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +34,8 @@ from ..distributions import NEG_INF, bounded, logistic_log_pdf, sample_uniform
 from .base import Dequantiser, select_rows
 from .boundary import exact_recon_1d, face_surrogate
 
-BOUNDARY_GRADIENTS = ("auto", "exact", "sampled", "none")
+BoundaryGradient = Literal["auto", "exact", "sampled", "none"]
+BOUNDARY_GRADIENTS = get_args(BoundaryGradient)
 
 
 class Boxes(NamedTuple):
@@ -96,7 +97,7 @@ class TruflDequantiser(Dequantiser):
         num_categories: int,
         dim: int = 3,
         location_scale: bool = False,
-        boundary_gradient: str = "auto",
+        boundary_gradient: BoundaryGradient = "auto",
         init_gap: float = 0.01,
         max_log_scale: float = 3.0,
         context_dim: int = 0,

@@ -48,7 +48,8 @@ def build_likelihood(cfg: DictConfig, num_categories: int) -> nn.Module:
 def _prior_injections(node: DictConfig, deq: Dequantiser, num_categories: int) -> dict:
     """What a prior may take from the task and the dequantiser, for those that accept it."""
     boxes = deq.support_boxes()
-    offer = {"num_categories": num_categories, "num_faces": 0 if boxes is None else 2 * boxes[0].shape[0]}
+    offer = {"num_categories": num_categories, "num_faces": 0 if boxes is None else 2 * boxes[0].shape[0],
+             "boxes_uniform": deq.uniform_on_boxes}
     accepted = inspect.signature(get_class(node._target_)).parameters
     return {k: v for k, v in offer.items() if k in accepted}
 

@@ -44,7 +44,7 @@ HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 #: keys filled in by the job, not by the config
 INJECTED = {
     "flow": {"num_categories", "context_dim"},
-    "prior": {"dim", "num_categories", "num_faces"},
+    "prior": {"dim", "num_categories", "num_faces", "boxes_uniform"},
     "context": {"num_categories"},
     "trainer": {"logger", "callbacks", "default_root_dir"},
     "optim": {"max_steps"},  # from trainer.max_steps
@@ -117,7 +117,7 @@ RANGES: dict[str, Range | dict[type, Range]] = {
     "eval.iw_samples": NONNEGATIVE, "eval.log_z_samples": COUNT, "eval.num_samples": NONNEGATIVE,
     "eval.max_tries": COUNT,
     # models and data (constructor parameters)
-    "num_flows": NONNEGATIVE, "num_workers": NONNEGATIVE, "max_log_scale": POSITIVE,
+    "num_flows": NONNEGATIVE, "ARLSTMPrior.num_flows": COUNT, "embed_dim": COUNT, "num_workers": NONNEGATIVE, "max_log_scale": POSITIVE,
     "init_gap": Range(0, 0.5, high_open=True), "init_loc_std": NONNEGATIVE, "dropout": Range(0, 1, high_open=True),
     "total": COUNT, "min_nodes": Range(3), "max_nodes": Range(3), "dataset.size": Range(2),
     "decay": Range(0, 1, low_open=True), "start": NONNEGATIVE, "LinearWarmup.start": Range(0, 1),
@@ -134,7 +134,7 @@ RANGES: dict[str, Range | dict[type, Range]] = {
     "logger.version": NONNEGATIVE,
 }
 #: integer parameters named like this are counts (>= 1) unless RANGES says otherwise
-COUNT_NAMES = re.compile(r"^(num_\w+|\w+_size|\w*hidden|heads|\w*layers|\w*mixtures|\w*bins|seq_len|dim|side|box|workers|steps)$")
+COUNT_NAMES = re.compile(r"^(num_\w+|\w+_size|\w*hidden|heads|\w*layers|\w*mixtures|\w*bins|\w*seq_len|dim|side|box|workers|steps)$")
 
 
 def range_rule(group: str, target: str | None, name: str, value_type: type) -> Range | None:

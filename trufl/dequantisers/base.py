@@ -75,6 +75,12 @@ class Dequantiser(nn.Module):
             log_post = self.decoder_log_prob(z, context)
         return gather(log_post, x)
 
+    @property
+    def uniform_on_boxes(self) -> bool:
+        """q(z|k) is uniform on box k in the logistic's CDF coordinates σ(z) (TRUFL without
+        a location-scale flow): a prior needs no shape inside a box, only its mass."""
+        return False
+
     def support_boxes(self) -> tuple[Tensor, Tensor] | None:
         """The support of q(z) as a union of boxes ``lo, hi [K, D]`` in z-space
         (context-free parameters), or ``None`` when it is all of R^D."""

@@ -190,6 +190,10 @@ class TruflDequantiser(Dequantiser):
         surrogate = face_surrogate(self, x, z, self.boxes(context))
         return sampled + (surrogate - surrogate.detach())
 
+    @property
+    def uniform_on_boxes(self) -> bool:
+        return not self.location_scale
+
     def support_boxes(self) -> tuple[Tensor, Tensor]:
         box = self.boxes()
         return box.zlo, box.zhi

@@ -32,6 +32,7 @@ tokens, never re-running the sequence per element.
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -42,8 +43,9 @@ from .support import Support
 from .layers import ActNorm, MaskedHead
 from .transforms import MixtureLogisticCDF, PiecewiseLinearCDF
 
-INPUTS = ("latent", "decoded", "both")
-TRANSFORMS = ("mixture", "spline")
+Inputs = Literal["latent", "decoded", "both"]
+Transform = Literal["mixture", "spline"]
+INPUTS, TRANSFORMS = get_args(Inputs), get_args(Transform)
 
 
 class ARLSTMPrior(LogisticBaseFlow):
@@ -58,12 +60,15 @@ class ARLSTMPrior(LogisticBaseFlow):
     inputs: ``latent | decoded | both`` (module docstring).
     embed_dim: width of the embedding of decoded tokens.
     transform: ``mixture | spline`` (module docstring).
-    num_bins: uniform bins of the spline besides the box faces (1: the faces alone,
-        so with TRUFL each bin is a box or a gap and the prior is a categorical
-        distribution over boxes, uniform inside each, q's shape).
+    num_bins: uniform bins of the spline besides the box faces; None: 1 when q is
+        uniform on its boxes (``boxes_uniform``: TRUFL), so each bin is a box or a gap
+        and the prior is a categorical distribution over boxes with q's shape inside
+        each (measured best), else 16.
     num_categories: K (filled in by the job); needed to embed decoded tokens.
     num_faces: box faces per dimension of the dequantiser's support (filled in by
         the job: 2 × boxes, 0 when the support is all of R^D); spline knots.
+    boxes_uniform: the dequantiser's q is uniform on its boxes in CDF coordinates
+        (filled in by the job); sets ``num_bins=None``.
     """
 
     def __init__(
@@ -75,14 +80,17 @@ class ARLSTMPrior(LogisticBaseFlow):
         num_flows: int = 2,
         head_hidden: int = 128,
         dropout: float = 0.0,
-        inputs: str = "latent",
+        inputs: Inputs = "latent",
         embed_dim: int = 64,
-        transform: str = "mixture",
-        num_bins: int = 16,
+        transform: Transform = "mixture",
+        num_bins: int | None = None,
         num_categories: int | None = None,
         num_faces: int = 0,
+        boxes_uniform: bool = False,
     ):
         super().__init__(dim)
+        if num_bins is None:
+            num_bins = 1 if boxes_uniform and num_faces else 16
         if inputs not in INPUTS:
             raise ValueError(f"prior.inputs={inputs!r} must be one of {INPUTS}")
         if transform not in TRANSFORMS:

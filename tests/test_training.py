@@ -154,9 +154,9 @@ def test_nonfinite_loss_stops_with_step_term_and_checkpoint(make_cfg, tmp_path, 
     original = StandardLogisticPrior.log_prob
     calls = {"n": 0}
 
-    def poisoned(self, z, mask=None):
+    def poisoned(self, z, mask=None, **cond):
         calls["n"] += 1
-        out = original(self, z, mask)
+        out = original(self, z, mask, **cond)
         return out * float("nan") if calls["n"] == 4 else out
 
     monkeypatch.setattr(StandardLogisticPrior, "log_prob", poisoned)

@@ -72,3 +72,33 @@ def test_rejection_sampling_acceptance_matches_z_and_never_returns_outside_point
     stderr = math.sqrt(z_object * (1 - z_object) / info["proposed"])
     assert abs(info["acceptance"] - z_object) < 4 * stderr
     assert info["validity_rejection"] == 1.0 and info["validity_plain"] == pytest.approx(z_object, abs=0.05)
+
+
+def test_conditional_log_z_covers_every_test_group_weighted_by_tokens():
+    """Two groups of test objects (2 objects × 3 tokens with log Z −1 per token, 1 × 10
+    with −2): the run's log Z per token is their token-weighted mean, not the first group's."""
+    from trufl.data.base import SamplingGroup
+    from trufl.sampling import EvalSettings, support_mass
+
+    class PerGroup:  # stands in for a conditional model: log Z per token read off the condition
+        def log_support_mass(self, length, num_samples, cond):
+            return {"log_Z": float(cond["level"][0]), "stderr": 0.1, "estimator": "monte carlo"}
+
+    groups = [SamplingGroup(2, 3, {"level": torch.tensor([-1.0, -1.0])}), SamplingGroup(1, 10, {"level": torch.tensor([-2.0])})]
+    est = support_mass(PerGroup(), None, groups, EvalSettings())
+    assert est["log_Z"] == pytest.approx((6 * -1 + 10 * -2) / 16)
+    assert est["stderr"] == pytest.approx(math.sqrt((6 * 0.1) ** 2 + (10 * 0.1) ** 2) / 16)
+    assert "2 groups" in est["conditioned_on"]
+
+
+def test_an_impossible_log_z_is_no_number_and_says_why():
+    from trufl.objective import renormalised_bound
+    from trufl.priors.support import Support, monte_carlo_support_mass
+    from trufl.sampling import Generation
+
+    prior = StandardLogisticPrior(1)
+    never = Support(lambda z: torch.full(z.shape[:-1], -1))
+    est = monte_carlo_support_mass(prior.sample, never, 5, 64)
+    assert "log_Z" not in est and "eval.log_z_samples" in est["unavailable"]
+    assert Generation(est).metrics == {}
+    assert renormalised_bound({"test/nll_bits": 2.0}, est) == {}

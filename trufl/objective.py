@@ -104,7 +104,7 @@ def renormalised_bound(metrics: dict, log_z: dict) -> dict:
     tighter bound. With a Monte Carlo Z it is an estimate (biased optimistic,
     since E[log Ẑ] ≤ log Z); the estimator is named beside it.
     """
-    if "test/nll_bits" not in metrics or not math.isfinite(log_z.get("log_Z", math.nan)):
+    if "test/nll_bits" not in metrics or not math.isfinite(log_z.get("log_Z") or math.nan):
         return {}
     return {
         "test/nll_bits": metrics["test/nll_bits"] + log_z["log_Z"] / LN2,

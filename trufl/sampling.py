@@ -7,6 +7,7 @@ A model here is anything with ``generate(num, length, cond) -> [num, length]``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -41,7 +42,8 @@ class Generation:
 
     @property
     def metrics(self) -> dict[str, float]:
-        out = {"test/log_Z": self.log_z["log_Z"]} if "log_Z" in self.log_z else {}
+        # an estimate that could not be made is not a number: results.json says why
+        out = {"test/log_Z": self.log_z["log_Z"]} if math.isfinite(self.log_z.get("log_Z") or math.nan) else {}
         if self.sampling:
             out.update({"sample/validity": self.sampling["validity_rejection"], "sample/acceptance": self.sampling["acceptance"]})
         return out
@@ -97,16 +99,30 @@ def merge_sampling(parts: list[dict], max_tries: int) -> dict:
     }
 
 
+def support_mass(model, task: Task, groups: list[SamplingGroup], settings: EvalSettings) -> dict:
+    """``log Z`` per token of the model's support. A conditional prior (groups carry a
+    condition, e.g. test graphs) is estimated on every group and the per-token values are
+    averaged weighted by the groups' tokens, so Z covers the whole test set."""
+    if not groups or not groups[0].cond:
+        return model.log_support_mass(task.seq_len, settings.log_z_samples, None)
+    parts = [(g.num * g.length, model.log_support_mass(g.length, settings.log_z_samples, g.cond)) for g in groups]
+    missing = [p for _, p in parts if not math.isfinite(p.get("log_Z") or math.nan)]
+    if missing:
+        return {**missing[0], "conditioned_on": f"{len(missing)} of {len(parts)} groups of test objects without an estimate"}
+    tokens = sum(w for w, _ in parts)
+    return {
+        "log_Z": sum(w * p["log_Z"] for w, p in parts) / tokens,
+        "stderr": math.sqrt(sum((w * p["stderr"]) ** 2 for w, p in parts)) / tokens,
+        "estimator": parts[0][1]["estimator"],
+        "conditioned_on": f"{sum(g.num for g in groups)} test objects in {len(groups)} groups, weighted by tokens",
+    }
+
+
 def evaluate_generation(model, task: Task, settings: EvalSettings) -> Generation:
     """``log Z`` of the model's support, then one pass over the task's sampling
     groups: rejection sampling, validity, acceptance and the first samples."""
     groups: list[SamplingGroup] = task.sampling_groups(settings.num_samples)
-    length, cond = task.seq_len, None
-    if groups and groups[0].cond:  # a conditional prior: estimate Z on the first group of test objects
-        length, cond = groups[0].length, groups[0].cond
-    log_z = model.log_support_mass(length, settings.log_z_samples, cond)
-    if cond:
-        log_z["conditioned_on"] = f"{groups[0].num} test objects of {length} tokens"
+    log_z = support_mass(model, task, groups, settings)
     parts = [sample_with_rejection(model, g.num, g.length, task.is_valid, g.cond, settings.max_tries) for g in groups]
     if not parts:
         return Generation(log_z)

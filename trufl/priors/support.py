@@ -71,6 +71,7 @@ def monte_carlo_support_mass(sample, support: Support, length: int, num_samples:
     p = inside.mean().item()
     estimator = f"monte carlo ({num_samples} prior samples of {length} tokens)"
     if p == 0:
-        return {"log_Z": float("nan"), "stderr": float("nan"), "estimator": estimator + ": no sample inside the support"}
+        return {"estimator": estimator, "unavailable": f"no prior sample of {length} tokens landed inside the support "
+                "(Z is below about 1/num_samples): raise eval.log_z_samples or use an estimator with per-token masses"}
     stderr = math.sqrt((1 - p) / (num_samples * p))
     return {"log_Z": math.log(p) / length, "stderr": stderr / length, "estimator": estimator}

@@ -224,3 +224,10 @@ def test_sequential_log_z_is_finite_where_whole_sequences_miss(make_cfg):
     model = build_likelihood(make_cfg("latent_dim=1", "prior.inputs=decoded", "prior.transform=spline", "flow.init_gap=0.1"), K).eval()
     est = model.log_support_mass(128, 64)
     assert math.isfinite(est["log_Z"]) and est["log_Z"] < 0 and est["stderr"] < 0.01
+
+
+def test_union_of_overlapping_intervals():
+    from trufl.priors.ar_lstm import union_of_intervals
+
+    lo, hi = union_of_intervals(torch.tensor([0.5, -1.0, 0.0, 3.0]), torch.tensor([1.0, 0.1, 0.6, 4.0]))
+    assert lo.tolist() == [-1.0, 3.0] and hi.tolist() == [1.0, 4.0]

@@ -272,17 +272,14 @@ class ARLSTMPrior(LogisticBaseFlow):
     @torch.no_grad()
     def log_support_mass(self, support: Support, length: int, num_samples: int, cond: dict | None = None) -> dict:
         """``log Z`` per token by sequential importance sampling when D = 1 and the support
-        is fixed disjoint intervals: each token is drawn from its conditional restricted to
+        is fixed intervals (merged where they overlap): each token is drawn from its conditional restricted to
         the support, whose mass m_t is exact (CDF differences at the faces), and
         ``Ẑ = mean over sequences of Π_t m_t`` is unbiased with a finite estimate even where
         whole prior sequences almost never land in the support. Otherwise Monte Carlo."""
         readout = (cond or {}).get("readout")
         if self.dim != 1 or support.boxes is None or (self.reads_tokens and readout is None):
             return super().log_support_mass(support, length, num_samples, cond)
-        lo, hi = (b[:, 0].to(self.anchor.dtype).clamp(-50, 50) for b in support.boxes)  # beyond: < 1e-21 mass
-        order = torch.argsort(lo)
-        if bool((hi[order][:-1] > lo[order][1:]).any()):  # overlapping intervals: masses would double count
-            return super().log_support_mass(support, length, num_samples, cond)
+        lo, hi = union_of_intervals(*(b[:, 0].to(self.anchor.dtype).clamp(-50, 50) for b in support.boxes))
         faces = torch.cat([lo, hi])[None].expand(num_samples, -1)
         knots, n = self.knots(readout), num_samples
         state = decoder_state = y_t = ids = None
@@ -307,3 +304,16 @@ class ARLSTMPrior(LogisticBaseFlow):
         rel_se = (w.std() / (w.mean() * math.sqrt(n))).item() if n > 1 else float("nan")  # delta method: se of log Ẑ
         return {"log_Z": log_z / length, "stderr": rel_se / length,
                 "estimator": f"sequential importance sampling ({n} sequences of {length} tokens, exact per-token masses)"}
+
+
+def union_of_intervals(lo: Tensor, hi: Tensor) -> tuple[Tensor, Tensor]:
+    """Disjoint intervals ``[lo, hi]`` (sorted) covering the same set as the given ones
+    (TRUFL's learned boxes may overlap slightly)."""
+    order = torch.argsort(lo)
+    merged: list[list[float]] = []
+    for a, b in zip(lo[order].tolist(), hi[order].tolist()):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    return lo.new_tensor([m[0] for m in merged]), lo.new_tensor([m[1] for m in merged])

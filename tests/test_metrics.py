@@ -102,3 +102,13 @@ def test_an_impossible_log_z_is_no_number_and_says_why():
     assert "log_Z" not in est and "eval.log_z_samples" in est["unavailable"]
     assert Generation(est).metrics == {}
     assert renormalised_bound({"test/nll_bits": 2.0}, est) == {}
+
+
+def test_a_log_z_of_zero_is_an_estimate():
+    """CatNF's support is everything: log Z = 0 exactly is reported, and renormalising changes nothing."""
+    from trufl.objective import renormalised_bound
+    from trufl.sampling import Generation
+
+    exact = {"log_Z": 0.0, "stderr": 0.0, "estimator": "exact (support is all of R^D)"}
+    assert Generation(exact).metrics == {"test/log_Z": 0.0}
+    assert renormalised_bound({"test/nll_bits": 2.5}, exact)["test/nll_bits"] == 2.5

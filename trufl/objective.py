@@ -97,6 +97,12 @@ def check_finite(loss: Tensor, t: Terms, mask: Tensor, step: int) -> None:
     )
 
 
+def has_estimate(log_z: dict) -> bool:
+    """``log_z`` holds a finite ``log_Z`` (0.0 included: CatNF's support is everything)."""
+    value = log_z.get("log_Z")
+    return value is not None and math.isfinite(value)
+
+
 def renormalised_bound(metrics: dict, log_z: dict) -> dict:
     """The bound under the prior renormalised to the support, ``ELBO − log Z``.
 
@@ -104,7 +110,7 @@ def renormalised_bound(metrics: dict, log_z: dict) -> dict:
     tighter bound. With a Monte Carlo Z it is an estimate (biased optimistic,
     since E[log Ẑ] ≤ log Z); the estimator is named beside it.
     """
-    if "test/nll_bits" not in metrics or not math.isfinite(log_z.get("log_Z") or math.nan):
+    if "test/nll_bits" not in metrics or not has_estimate(log_z):
         return {}
     return {
         "test/nll_bits": metrics["test/nll_bits"] + log_z["log_Z"] / LN2,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .data.base import SamplingGroup, Task
+from .objective import has_estimate
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Generation:
     @property
     def metrics(self) -> dict[str, float]:
         # an estimate that could not be made is not a number: results.json says why
-        out = {"test/log_Z": self.log_z["log_Z"]} if math.isfinite(self.log_z.get("log_Z") or math.nan) else {}
+        out = {"test/log_Z": self.log_z["log_Z"]} if has_estimate(self.log_z) else {}
         if self.sampling:
             out.update({"sample/validity": self.sampling["validity_rejection"], "sample/acceptance": self.sampling["acceptance"]})
         return out
@@ -106,7 +107,7 @@ def support_mass(model, task: Task, groups: list[SamplingGroup], settings: EvalS
     if not groups or not groups[0].cond:
         return model.log_support_mass(task.seq_len, settings.log_z_samples, None)
     parts = [(g.num * g.length, model.log_support_mass(g.length, settings.log_z_samples, g.cond)) for g in groups]
-    missing = [p for _, p in parts if not math.isfinite(p.get("log_Z") or math.nan)]
+    missing = [p for _, p in parts if not has_estimate(p)]
     if missing:
         return {**missing[0], "conditioned_on": f"{len(missing)} of {len(parts)} groups of test objects without an estimate"}
     tokens = sum(w for w, _ in parts)

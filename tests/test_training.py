@@ -73,7 +73,7 @@ def test_plain_pathwise_gradient_stalls(make_cfg, tmp_path):
 def test_every_flow_and_prior_trains_on_the_embedded_corpus(make_cfg, tmp_path, flow, prior):
     metrics = run(make_cfg(f"flow={flow}", *tiny_text(prior=prior)))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(metrics) == contract_keys(), set(metrics) ^ contract_keys()
+    assert_contract(metrics, results)
     finite = {k: v for k, v in metrics.items() if k != "test/log_Z"}
     assert all(torch.isfinite(torch.tensor(v)) for v in finite.values()), metrics
     assert results["dataset"]["num_categories"] == 27
@@ -85,7 +85,7 @@ def test_every_flow_and_prior_trains_on_the_embedded_corpus(make_cfg, tmp_path, 
 def test_causal_context_trains_and_generates(make_cfg, tmp_path, flow):
     metrics = run(make_cfg(f"flow={flow}", "context=causal_lstm", "context.hidden=16", "context.dim=8", *tiny_text()))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(metrics) == contract_keys()
+    assert_contract(metrics, results)
     assert torch.isfinite(torch.tensor(metrics["val/nll_bits"]))
     assert "monte carlo" in results["log_Z"]["estimator"] or flow == "catnf"
     assert len(results["samples"][0]) == 16
@@ -102,7 +102,7 @@ def test_set_tasks_log_validity_and_acceptance(make_cfg, tmp_path, flow):
         "eval.num_samples=16",
     ))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(metrics) == contract_keys()
+    assert_contract(metrics, results)
     info = results["sampling"]
     assert info["objects"] == 16 and 0 < info["acceptance"] <= 1
     # all 16 generated sets are in results.json: their validity, checked here by the task's
@@ -110,8 +110,10 @@ def test_set_tasks_log_validity_and_acceptance(make_cfg, tmp_path, flow):
     valid = [all(c >= 0 for c in s) and sum(c + 1 for c in s) == 42 for s in results["samples"]]
     assert len(valid) == 16 and info["validity_rejection"] == pytest.approx(sum(valid) / 16)
     assert results["dataset"]["optimum_bits"] == pytest.approx(2.2427, abs=1e-4)
-    if math.isfinite(metrics["test/log_Z"]):  # NaN when no prior sample landed in the support
+    if "test/log_Z" in metrics:  # absent when no prior sample landed in the support
         assert results["renormalised"]["log_Z_estimator"] == results["log_Z"]["estimator"]
+    else:
+        assert results["renormalised"] == {}
 
 
 def assert_contract(metrics: dict, results: dict) -> None:

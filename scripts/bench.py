@@ -4,10 +4,12 @@
    baseline (``flow=categorical``: embedding → LSTM → softmax, the same width), on
    the same batches of the embedded corpus (forward, backward and an Adam step).
    Read it beside the bits-per-character gap of experiments/language_modelling.yaml.
-2. Sampling: the stateful sampler ÷ naive recomputation (re-running the LSTM
-   over the whole prefix for every token), and how each grows with T.
+2. Sampling B sequences from the default prior (TRUFL D=1, decoded tokens, spline):
+   the stateful sampler at T = 64, 256, 1024 with its growth per 4× length, and ÷
+   naive recomputation (re-running the LSTM over the whole prefix for every token)
+   where that is affordable (T ≤ 256).
 
-    python scripts/bench.py [--hidden 256] [--batch 32] [--seq-len 128] [--steps 20]
+    python scripts/bench.py [--hidden 256] [--batch 32] [--seq-len 128] [--steps 20] [--sample-batch 32]
 """
 
 from __future__ import annotations
@@ -84,7 +86,9 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--sample-lengths", type=int, nargs="+", default=[32, 64, 128])
+    ap.add_argument("--sample-lengths", type=int, nargs="+", default=[64, 256, 1024])
+    ap.add_argument("--sample-batch", type=int, default=32)
+    ap.add_argument("--max-recompute-length", type=int, default=256, help="longest T for the O(T²) reference sampler")
     ap.add_argument("--data-dir", default="~/.cache/trufl")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -102,20 +106,28 @@ def main(argv=None) -> None:
         table.add_row(name, f"{1000 * t:.1f}", f"{t / base:.2f}")
     console.print(table)
 
-    prior = ARLSTMPrior(3, hidden=args.hidden).eval()
-    table = Table(title=f"sampling {8} sequences, D=3, hidden={args.hidden}")
-    for col in ("T", "stateful s", "recompute s", "recompute ÷ stateful", "stateful s / token"):
+    model = latent_lm(TruflDequantiser(dm.num_categories, 1), args.hidden, inputs="decoded", transform="spline").eval()
+    B = args.sample_batch
+    table = Table(title=f"sampling {B} sequences, the default prior (TRUFL D=1, decoded tokens, spline), hidden={args.hidden}")
+    for col in ("T", "stateful s", "× previous T", "recompute s", "recompute ÷ stateful", "stateful ms / token"):
         table.add_column(col, justify="right")
+    previous = None
     for T in args.sample_lengths:
-        e = torch.logit(torch.rand(8, T, 3).clamp(1e-4, 1 - 1e-4))
+        e = torch.logit(torch.rand(B, T, 1).clamp(1e-4, 1 - 1e-4))
         start = time.perf_counter()
-        fast = prior.inverse(e)
+        fast = model.prior.inverse(e, readout=model)
         t_fast = time.perf_counter() - start
-        start = time.perf_counter()
-        slow = prior.inverse_recomputing(e)
-        t_slow = time.perf_counter() - start
-        assert torch.allclose(fast, slow, atol=1e-3), "samplers disagree"
-        table.add_row(str(T), f"{t_fast:.3f}", f"{t_slow:.3f}", f"{t_slow / t_fast:.2f}", f"{t_fast / T * 1000:.2f} ms")
+        growth = f"{t_fast / previous:.2f}" if previous else "—"
+        previous = t_fast
+        if T <= args.max_recompute_length:  # O(T²): the reference sampler
+            start = time.perf_counter()
+            slow = model.prior.inverse_recomputing(e, readout=model)
+            t_slow = time.perf_counter() - start
+            assert torch.allclose(fast, slow, atol=1e-3), "samplers disagree"
+            slow_cells = [f"{t_slow:.3f}", f"{t_slow / t_fast:.2f}"]
+        else:
+            slow_cells = ["—", "—"]
+        table.add_row(str(T), f"{t_fast:.3f}", growth, *slow_cells, f"{t_fast / T * 1000:.2f}")
     console.print(table)
 
 

@@ -21,6 +21,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from trufl.build import prior_injections
 from trufl.categorical import CategoricalLSTM
 from trufl.data import TextDataModule
 from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser
@@ -31,10 +32,8 @@ from trufl.priors import ARLSTMPrior
 
 def latent_lm(deq, hidden: int, **prior) -> LatentVariableModel:
     """A dequantiser with an AR-LSTM prior, built as a run builds it (faces injected)."""
-    boxes = deq.support_boxes()
-    faces = 0 if boxes is None else 2 * boxes[0].shape[0]
-    return LatentVariableModel(deq, ARLSTMPrior(deq.dim, hidden=hidden, num_categories=deq.num_categories,
-                                                num_faces=faces, **prior))
+    injected = prior_injections(ARLSTMPrior, deq, deq.num_categories)
+    return LatentVariableModel(deq, ARLSTMPrior(deq.dim, hidden=hidden, **injected, **prior))
 
 
 def models(hidden: int, K: int) -> dict:

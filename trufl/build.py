@@ -41,16 +41,17 @@ def build_likelihood(cfg: DictConfig, num_categories: int) -> nn.Module:
         return build(cfg.flow, num_categories=num_categories)
     context = build(cfg.context, num_categories=num_categories) if cfg.get("context") else None
     deq = build(cfg.flow, num_categories=num_categories, context_dim=context.dim if context is not None else 0)
-    prior = build(cfg.prior, dim=deq.dim, **_prior_injections(cfg.prior, deq, num_categories))
+    prior = build(cfg.prior, dim=deq.dim, **prior_injections(get_class(cfg.prior._target_), deq, num_categories))
     return LatentVariableModel(deq, prior, context)
 
 
-def _prior_injections(node: DictConfig, deq: Dequantiser, num_categories: int) -> dict:
-    """What a prior may take from the task and the dequantiser, for those that accept it."""
+def prior_injections(prior_class: type, deq: Dequantiser, num_categories: int) -> dict:
+    """What a prior may take from the task and the dequantiser (K, its box faces, whether q is
+    uniform on its boxes), for the priors whose constructor accepts it."""
     boxes = deq.support_boxes()
     offer = {"num_categories": num_categories, "num_faces": 0 if boxes is None else 2 * boxes[0].shape[0],
              "boxes_uniform": deq.uniform_on_boxes}
-    accepted = inspect.signature(get_class(node._target_)).parameters
+    accepted = inspect.signature(prior_class).parameters
     return {k: v for k, v in offer.items() if k in accepted}
 
 

@@ -149,12 +149,15 @@ class ARLSTMPrior(LogisticBaseFlow):
     def _token_ids(self, tokens: Tensor) -> Tensor:
         return torch.where(tokens < 0, torch.full_like(tokens, self.invalid), tokens)
 
+    def _require_readout(self, readout: Decoding | None) -> None:
+        if self.reads_tokens and readout is None:
+            raise ValueError(f"prior.inputs={self.inputs} reads decoded tokens: use the prior inside a LatentVariableModel")
+
     def _decoded(self, z: Tensor, readout: Decoding | None) -> Tensor | None:
         """Embedding rows of decode(z) ``[B, T]`` (None when the LSTM reads latents only)."""
         if not self.reads_tokens:
             return None
-        if readout is None:
-            raise ValueError(f"prior.inputs={self.inputs} reads decoded tokens: use the prior inside a LatentVariableModel")
+        self._require_readout(readout)
         with torch.no_grad():  # piecewise constant in z: nothing to differentiate
             return self._token_ids(readout.decode(z))
 
@@ -223,22 +226,25 @@ class ARLSTMPrior(LogisticBaseFlow):
         return y if self.actnorm is None else self.actnorm.inverse(y)
 
     @torch.no_grad()
-    def inverse(self, e: Tensor, mask: Tensor | None = None, readout: Decoding | None = None, **cond) -> Tensor:
-        """e ``[n, T, D]`` → z, token by token with the LSTM (and decoder) state carried forward."""
-        n, T, D = e.shape
+    def _autoregress(self, n: int, length: int, readout: Decoding | None, dtype, base) -> Tensor:
+        """z ``[n, length, D]`` token by token, carrying the LSTM (and decoder) state: token t
+        inverts ``base(t, h, knots) -> e_t [n, D]`` given its LSTM output ``h [n, H]``."""
+        self._require_readout(readout)
         knots = self.knots(readout)
-        if self.reads_tokens and readout is None:
-            raise ValueError(f"prior.inputs={self.inputs} reads decoded tokens: use the prior inside a LatentVariableModel")
         state = decoder_state = y_t = ids = None
         out = []
-        for t in range(T):
-            h, state = self.lstm(self._step_input(y_t, ids, n, e.dtype), state)
-            y_t = self._invert_token(h[:, 0], e[:, t], knots)
+        for t in range(length):
+            h, state = self.lstm(self._step_input(y_t, ids, n, dtype), state)
+            y_t = self._invert_token(h[:, 0], base(t, h[:, 0], knots), knots)
             if self.reads_tokens:
                 tokens, decoder_state = readout.decode_step(self._to_z(y_t), decoder_state)
                 ids = self._token_ids(tokens)
             out.append(y_t)
         return self._to_z(torch.stack(out, dim=1))
+
+    def inverse(self, e: Tensor, mask: Tensor | None = None, readout: Decoding | None = None, **cond) -> Tensor:
+        """e ``[n, T, D]`` → z, token by token with the LSTM (and decoder) state carried forward."""
+        return self._autoregress(e.shape[0], e.shape[1], readout, e.dtype, lambda t, h, knots: e[:, t])
 
     @torch.no_grad()
     def inverse_recomputing(self, e: Tensor, readout: Decoding | None = None) -> Tensor:
@@ -280,25 +286,24 @@ class ARLSTMPrior(LogisticBaseFlow):
         if self.dim != 1 or support.boxes is None or (self.reads_tokens and readout is None):
             return super().log_support_mass(support, length, num_samples, cond)
         lo, hi = union_of_intervals(*(b[:, 0].to(self.anchor.dtype).clamp(-50, 50) for b in support.boxes))
-        faces = torch.cat([lo, hi])[None].expand(num_samples, -1)
-        knots, n = self.knots(readout), num_samples
-        state = decoder_state = y_t = ids = None
+        n = num_samples
+        faces = torch.cat([lo, hi])[None].expand(n, -1)
         log_w = torch.zeros(n, dtype=torch.float64, device=self.anchor.device)
-        for _ in range(length):
-            h, state = self.lstm(self._step_input(y_t, ids, n, self.anchor.dtype), state)
-            params = self._params(h[:, 0], torch.zeros(n, 1, dtype=h.dtype, device=h.device), knots)[:, 0]
-            cdf = self._token_cdf(faces, params, knots).double()
-            f_lo, f_hi = cdf.chunk(2, dim=1)
-            widths = (f_hi - f_lo).clamp_min(0)  # [n, K]
+
+        def restricted(t: int, h: Tensor, knots: Tensor | None) -> Tensor:
+            """Token t's base variable drawn from its conditional restricted to the support;
+            its mass m_t goes into the sequence's weight."""
+            nonlocal log_w
+            params = self._params(h, torch.zeros(n, 1, dtype=h.dtype, device=h.device), knots)[:, 0]
+            f_lo, f_hi = self._token_cdf(faces, params, knots).double().chunk(2, dim=1)
+            widths = (f_hi - f_lo).clamp_min(0)  # [n, intervals]
             mass = widths.sum(-1)
-            log_w += mass.clamp_min(1e-300).log()
-            k = torch.multinomial((widths + 1e-300) / (mass[:, None] + 1e-300 * widths.shape[1]), 1)[:, 0]
-            u = f_lo.gather(1, k[:, None])[:, 0] + torch.rand(n, dtype=torch.float64, device=log_w.device) * widths.gather(1, k[:, None])[:, 0]
-            e = torch.logit(u.clamp(1e-15, 1 - 1e-15)).to(h.dtype)
-            y_t = self._invert_token(h[:, 0], e[:, None], knots)
-            if self.reads_tokens:
-                tokens, decoder_state = readout.decode_step(self._to_z(y_t), decoder_state)
-                ids = self._token_ids(tokens)
+            log_w = log_w + mass.clamp_min(1e-300).log()
+            k = torch.multinomial(widths + 1e-300, 1)  # an interval in proportion to its mass
+            u = f_lo.gather(1, k)[:, 0] + torch.rand(n, dtype=torch.float64, device=h.device) * widths.gather(1, k)[:, 0]
+            return torch.logit(u.clamp(1e-15, 1 - 1e-15)).to(h.dtype)[:, None]
+
+        self._autoregress(n, length, readout, self.anchor.dtype, restricted)
         log_z = (torch.logsumexp(log_w, 0) - math.log(n)).item()
         w = torch.exp(log_w - log_w.max())
         rel_se = (w.std() / (w.mean() * math.sqrt(n))).item() if n > 1 else float("nan")  # delta method: se of log Ẑ

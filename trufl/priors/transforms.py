@@ -127,8 +127,9 @@ class PiecewiseLinearCDF:
         to_lo = torch.where(k_lo <= 0, v, v - k_lo)
         to_hi = torch.where(k_hi >= 1, one_minus_v, k_hi - v)
         tiny = torch.finfo(z.dtype).tiny
-        log_left = torch.log((pick(below) + to_lo * log_d.exp()).clamp_min(tiny))  # log F
-        log_right = torch.log((pick(above) + to_hi * log_d.exp()).clamp_min(tiny))  # log(1 - F)
+        dens = log_d.exp()
+        log_left = torch.log((pick(below) + to_lo * dens).clamp_min(tiny))  # log F
+        log_right = torch.log((pick(above) + to_hi * dens).clamp_min(tiny))  # log(1 - F)
         e = log_left - log_right
         log_det = log_d + F.logsigmoid(z) + F.logsigmoid(-z) - log_left - log_right
         return e, log_det

@@ -33,6 +33,11 @@ def exact_recon_1d(x: Tensor, box: Boxes) -> Tensor:
     constant on the cells between sorted box faces. Gradients flow through
     the cell lengths (the faces) and the densities 1/w_k.
     """
+    if box.a.dim() == 2 and x.numel() > box.a.shape[0]:
+        # context-free boxes: the expectation depends on the category only, so compute
+        # it once per category and gather (the [B, T, 2K-1] cells were ~10% of a step)
+        per_category = exact_recon_1d(torch.arange(box.a.shape[0], device=x.device), box)  # [K]
+        return per_category[x.long()]
     a, log_w = box.a[..., 0], box.log_w[..., 0]  # [K] or [..., K]
     b = a + log_w.exp()
     faces, _ = torch.sort(torch.cat([a, b], dim=-1), dim=-1)  # [..., 2K]

@@ -55,7 +55,7 @@ class ARLSTMPrior(LogisticBaseFlow):
     num_layers: LSTM layers.
     num_mixtures: logistic components per CDF layer (``transform=mixture``).
     num_flows: CDF layers per element (``transform=mixture``).
-    head_hidden: width of the masked head.
+    head_hidden: width of the masked head; 0: a linear readout of the LSTM state.
     dropout: between LSTM layers.
     inputs: ``latent | decoded | both`` (module docstring).
     embed_dim: width of the embedding of decoded tokens.
@@ -139,9 +139,12 @@ class ARLSTMPrior(LogisticBaseFlow):
             raise ValueError(f"prior.transform=spline expects {self.num_faces} box faces per dimension from the dequantiser, got {got}")
         return torch.sort(torch.cat([grid, faces.to(grid.dtype).clamp(0, 1)], dim=1), dim=1).values
 
-    def _features(self, y: Tensor, knots: Tensor | None) -> Tensor:
+    def _features(self, y: Tensor, knots: Tensor | None) -> Tensor | None:
         """What the masked head reads of a token's own dimensions: y (mixture) or the
-        one-hot bin of each coordinate (spline, where a box is a product of bins)."""
+        one-hot bin of each coordinate (spline, where a box is a product of bins); None
+        when D = 1 (the head reads no features of the token's own last dimension)."""
+        if self.dim == 1:
+            return None
         if knots is None:
             return y
         return F.one_hot(self.transform.bin_index(y, knots), knots.shape[1] - 1).to(y.dtype)

@@ -91,24 +91,39 @@ class MaskedHead(nn.Module):
 
     Input: h ``[..., H]`` and per-dimension features ``[..., D, F]`` (``F`` =
     ``features_per_dim``; plain z is ``F = 1``); output ``[..., D, P]``: the output
-    for dimension d sees the context and the features of dimensions ``< d`` only.
+    for dimension d sees the context and the features of dimensions ``< d`` only, so
+    the last dimension's features are never read (and not taken: with D = 1 the
+    features may be None). ``hidden = 0`` is a linear readout (one masked layer, like a
+    categorical model's softmax layer); otherwise two masked GELU layers with a residual.
     """
 
     def __init__(self, context: int, dim: int, hidden: int, params_per_dim: int, features_per_dim: int = 1):
         super().__init__()
+        if hidden < 0:
+            raise ValueError(f"head width must be >= 0 (0: a linear readout), got {hidden}")
         self.dim, self.params_per_dim = dim, params_per_dim
-        feature_deg = torch.arange(1, dim + 1).repeat_interleave(features_per_dim)
+        feature_deg = torch.arange(1, dim).repeat_interleave(features_per_dim)  # dims 1..D-1 (the last is never read)
         in_deg = torch.cat([torch.zeros(context), feature_deg])  # context: degree 0
-        hid_deg = torch.arange(hidden) % max(dim, 1)  # degrees 0..D-1
         out_deg = torch.arange(dim).repeat_interleave(params_per_dim) + 1  # dim d has degree d+1
-        self.inp = MaskedLinear(context + dim * features_per_dim, hidden, hid_deg[:, None] >= in_deg[None, :])
-        self.mid = MaskedLinear(hidden, hidden, hid_deg[:, None] >= hid_deg[None, :])
-        self.out = MaskedLinear(hidden, dim * params_per_dim, out_deg[:, None] > hid_deg[None, :])
+        n_in = context + (dim - 1) * features_per_dim
+        if hidden == 0:
+            self.inp = self.mid = None
+            self.out = MaskedLinear(n_in, dim * params_per_dim, out_deg[:, None] > in_deg[None, :])
+        else:
+            hid_deg = torch.arange(hidden) % max(dim, 1)  # degrees 0..D-1
+            self.inp = MaskedLinear(n_in, hidden, hid_deg[:, None] >= in_deg[None, :])
+            self.mid = MaskedLinear(hidden, hidden, hid_deg[:, None] >= hid_deg[None, :])
+            self.out = MaskedLinear(hidden, dim * params_per_dim, out_deg[:, None] > hid_deg[None, :])
         nn.init.zeros_(self.out.weight)
 
-    def forward(self, h: Tensor, features: Tensor) -> Tensor:
-        """h ``[..., H]``, features ``[..., D]`` or ``[..., D, F]`` → ``[..., D, P]``."""
+    def forward(self, h: Tensor, features: Tensor | None) -> Tensor:
+        """h ``[..., H]``, features ``[..., D]`` or ``[..., D, F]`` (None if D = 1) → ``[..., D, P]``."""
         lead = h.shape[:-1]
-        a = F.gelu(self.inp(torch.cat([h, features.reshape(*lead, -1)], dim=-1)))
-        a = F.gelu(self.mid(a)) + a
+        a = h
+        if self.dim > 1:
+            features = features if features.dim() > h.dim() else features.unsqueeze(-1)  # [..., D, F]
+            a = torch.cat([h, features[..., : self.dim - 1, :].reshape(*lead, -1)], dim=-1)
+        if self.inp is not None:
+            a = F.gelu(self.inp(a))
+            a = F.gelu(self.mid(a)) + a
         return self.out(a).view(*lead, self.dim, self.params_per_dim)

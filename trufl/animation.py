@@ -26,6 +26,7 @@ from .history import read_history
 #: category colours (tab10), cycled for K > 10
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
            "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+FLOW_NAMES = {"TruflDequantiser": "TRUFL", "CatNFDequantiser": "CatNF", "ArgmaxDequantiser": "Argmax"}
 CURVE_STYLE = {"kl_bits": ("KL", "tab:blue"), "recon_bits": ("reconstruction", "tab:red"),
                "determinism": ("determinism", "black")}
 
@@ -59,7 +60,8 @@ def _supports_1d(ax, meta: dict, frame: dict, ymax: float | None) -> None:
         ax.plot(axis, dens, color=colour(k), lw=1.5, label=f"q(z|{k})", gid=f"density-{k}")
     bar = ymax / 12
     if frame["boxes"] is not None:
-        for k, (lo, hi) in enumerate(zip(frame["boxes"]["lo"], frame["boxes"]["hi"])):
+        lows, highs = _drawable(frame["boxes"]["lo"], axis), _drawable(frame["boxes"]["hi"], axis)
+        for k, (lo, hi) in enumerate(zip(lows, highs)):
             ax.add_patch(Rectangle((lo[0], -(k + 1) * bar), hi[0] - lo[0], 0.8 * bar, color=colour(k), gid=f"box-{k}"))
     rows = K if frame["boxes"] is not None else 0
     ax.set_xlim(axis[0], axis[-1])
@@ -71,16 +73,26 @@ def _supports_1d(ax, meta: dict, frame: dict, ymax: float | None) -> None:
     ax.legend(loc="upper right", fontsize=7, ncol=2)
 
 
+def _drawable(bounds: list, axis: np.ndarray) -> np.ndarray:
+    """Box bounds ``[K, D]`` with ±inf (Argmax's orthants) moved just past the grid, so the
+    patch is drawable; finite bounds are kept exactly."""
+    reach = 2 * max(abs(axis[0]), abs(axis[-1]))
+    return np.clip(np.asarray(bounds, dtype=float), -reach, reach)
+
+
 def _supports_2d(ax, meta: dict, frame: dict) -> None:
-    """Prior as a grey image, boxes as rectangles, or (no boxes) ``q(z|k)`` as contours."""
+    """Prior as a grey image, boxes as rectangles and, where boxes do not say it all
+    (none, or unbounded ones), ``q(z|k)`` as contours."""
     axis = np.asarray(meta["axis"])
     extent = (axis[0], axis[-1], axis[0], axis[-1])
     ax.imshow(np.asarray(frame["prior"]), origin="lower", extent=extent, cmap="Greys", alpha=0.6, gid="prior")
-    if frame["boxes"] is not None:
-        for k, (lo, hi) in enumerate(zip(frame["boxes"]["lo"], frame["boxes"]["hi"])):
+    boxes = frame["boxes"]
+    if boxes is not None:
+        lows, highs = _drawable(boxes["lo"], axis), _drawable(boxes["hi"], axis)
+        for k, (lo, hi) in enumerate(zip(lows, highs)):
             ax.add_patch(Rectangle((lo[0], lo[1]), hi[0] - lo[0], hi[1] - lo[1], facecolor=colour(k), alpha=0.45,
                                    edgecolor=colour(k), lw=1.5, gid=f"box-{k}", label=f"box {k}"))
-    else:
+    if boxes is None or not np.isfinite(np.asarray(boxes["lo"]) - np.asarray(boxes["hi"])).all():
         for k, dens in enumerate(frame["density"]):
             dens = np.asarray(dens)
             levels = dens.max() * np.array([0.1, 0.4, 0.8])
@@ -152,9 +164,13 @@ def _last_step(history: dict) -> int:
     return max(history["frames"][-1]["step"], 1)
 
 
+def flow_name(meta: dict) -> str:
+    """The dequantiser's short name (``TRUFL``, ``CatNF``, ``Argmax``; else its class name)."""
+    return FLOW_NAMES.get(meta["dequantiser"], meta["dequantiser"])
+
+
 def title(meta: dict, step: int) -> str:
-    name = {"TruflDequantiser": "TRUFL", "CatNFDequantiser": "CatNF"}.get(meta["dequantiser"], meta["dequantiser"])
-    return f"{name}, D={meta['dim']}, recon_weight={meta['recon_weight']:g}: step {step}"
+    return f"{flow_name(meta)}, D={meta['dim']}, recon_weight={meta['recon_weight']:g}: step {step}"
 
 
 def draw_frame(fig: Figure, history: dict, index: int, ymax: float | None = None) -> dict:

@@ -168,6 +168,10 @@ class SupportHistory(pl.Callback):
                    if f"val/{name}" in trainer.callback_metrics}
         self._append({"kind": "val", "step": trainer.global_step, "metrics": metrics})
 
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn == "fit" and self.axis is not None:
+            self._frame(trainer, pl_module)  # the state where fitting stopped (the file keeps every earlier frame)
+
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._frame(trainer, pl_module)  # the last step, rarely on the interval
         if self.render and trainer.is_global_zero:

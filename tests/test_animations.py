@@ -164,3 +164,12 @@ def test_animate_needs_a_history(tmp_path):
         animate_main([str(tmp_path)])
     with pytest.raises(FileNotFoundError):
         animate(tmp_path / "missing", tmp_path)
+
+
+def test_wandb_run_gets_the_animation_and_final_frame_as_media(make_cfg, tmp_path):
+    out = tmp_path / "wb"
+    run(make_cfg(*toy(*RUNS["trufl_d1"], *TINY, "logger=wandb", "logger.mode=offline"), out=out))
+    media = [p for p in (out / "wandb").glob("offline-run-*/files/media/*/support/*") if p.is_file()]
+    gifs = [p for p in media if p.suffix == ".gif"]
+    assert len(gifs) == 1 and gifs[0].read_bytes() == (out / "support.gif").read_bytes()
+    assert [p.suffix for p in media if p not in gifs] == [".png"]

@@ -15,7 +15,8 @@ one JSON line per frame to ``<dirpath>/support_history.jsonl``:
   training metrics averaged over the steps since the previous frame;
 * ``{"kind": "val", "step": s, "metrics": {...}}`` after each validation during fit.
 
-Each line is flushed when written, so an interrupted run keeps its frames. At the end
+Each line is flushed when written, so an interrupted run keeps its frames (and one more
+frame is written for the step where fitting stopped on an exception). At the end
 of training the callback draws the animation (:mod:`trufl.animation`) next to the
 file and, with a W&B logger, logs the GIF and the final frame as media.
 """

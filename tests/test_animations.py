@@ -14,7 +14,7 @@ from PIL import Image
 from scripts.animate_toy import main as animate_main
 from tests.conftest import toy
 from trufl.animation import animate, draw_frame, frame_masses
-from trufl.history import FILENAME, read_history
+from trufl.history import FILENAME, SupportHistory, read_history
 from trufl.model import LikelihoodModule
 from trufl.run import run
 
@@ -42,7 +42,7 @@ def artists(axes, gid_prefix: str) -> dict:
 @pytest.fixture(params=sorted(RUNS))
 def toy_run(request, make_cfg, tmp_path):
     out = tmp_path / request.param
-    results = run(make_cfg(*toy(*RUNS[request.param], *TINY), out=out))
+    results = run(make_cfg(*toy(*RUNS[request.param], *TINY, "callbacks.support_history.render=true"), out=out))
     return request.param, out, results
 
 
@@ -115,7 +115,7 @@ def test_animation_has_one_frame_per_record_and_draws_the_logged_numbers(toy_run
 def test_two_dimensional_density_grid_is_an_image_with_z1_along_columns(make_cfg, tmp_path):
     """q(z|k) of TRUFL is positive exactly inside box k: row i, column j is (axis[j], axis[i])."""
     out = tmp_path / "d2"
-    run(make_cfg(*toy(*RUNS["trufl_d2"], *TINY, "callbacks.support_history.render=false"), out=out))
+    run(make_cfg(*toy(*RUNS["trufl_d2"], *TINY), out=out))
     history = read_history(out)
     axis = np.asarray(history["meta"]["axis"])
     frame = history["frames"][-1]
@@ -124,7 +124,7 @@ def test_two_dimensional_density_grid_is_an_image_with_z1_along_columns(make_cfg
     inside_y = (axis[None, :] >= lo[:, None, 1]) & (axis[None, :] <= hi[:, None, 1])
     expected = inside_y[:, :, None] & inside_x[:, None, :]  # [K, rows = z2, columns = z1]
     np.testing.assert_array_equal(np.asarray(frame["density"]) > 0, expected)
-    assert not (out / "support.gif").exists()  # render=false
+    assert not (out / "support.gif").exists()  # render=auto draws only for a W&B run
 
 
 def test_interrupted_run_keeps_its_frames_and_animates(make_cfg, tmp_path, monkeypatch):
@@ -173,3 +173,10 @@ def test_wandb_run_gets_the_animation_and_final_frame_as_media(make_cfg, tmp_pat
     gifs = [p for p in media if p.suffix == ".gif"]
     assert len(gifs) == 1 and gifs[0].read_bytes() == (out / "support.gif").read_bytes()
     assert [p.suffix for p in media if p not in gifs] == [".png"]
+
+
+@pytest.mark.parametrize("kwargs, key", [({"every_n_steps": 0}, "every_n_steps"), ({"grid_points_2d": 1}, "grid_points_2d"),
+                                         ({"z_range": 0.0}, "z_range"), ({"render": "sometimes"}, "render")])
+def test_bad_settings_are_refused_by_name(tmp_path, kwargs, key):
+    with pytest.raises(ValueError, match=f"callbacks.support_history.{key} must be"):
+        SupportHistory(tmp_path, **kwargs)

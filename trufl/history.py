@@ -17,8 +17,9 @@ one JSON line per frame to ``<dirpath>/support_history.jsonl``:
 
 Each line is flushed when written, so an interrupted run keeps its frames (and one more
 frame is written for the step where fitting stopped on an exception). At the end
-of training the callback draws the animation (:mod:`trufl.animation`) next to the
-file and, with a W&B logger, logs the GIF and the final frame as media.
+of training, with a W&B logger (or ``render: true``), the callback draws the animation
+(:mod:`trufl.animation`) next to the file and logs the GIF and the final frame as media;
+``scripts/animate_toy.py`` draws it from the file at any time.
 """
 
 from __future__ import annotations
@@ -83,16 +84,20 @@ class SupportHistory(pl.Callback):
         every_n_steps: steps between frames (plus step 0 and the last step).
         z_range: the grid covers ``[-z_range, z_range]`` in every dimension.
         grid_points_1d, grid_points_2d: grid points per axis for D = 1 and D = 2.
-        render: draw the GIF and final PNG at the end of training (and log them to W&B).
+        render: draw ``support.gif`` / ``support.png`` at the end of training: ``auto`` when a
+            W&B logger is attached (and log them as media), ``true`` always, ``false`` never
+            (``scripts/animate_toy.py`` draws them from the file later; ~0.3 s a frame).
     """
 
     def __init__(self, dirpath: str | Path, every_n_steps: int = 50, z_range: float = 6.0,
-                 grid_points_1d: int = 400, grid_points_2d: int = 64, render: bool = True):
+                 grid_points_1d: int = 400, grid_points_2d: int = 64, render: bool | str = "auto"):
         for key, value in (("every_n_steps", every_n_steps), ("grid_points_1d", grid_points_1d),
                            ("grid_points_2d", grid_points_2d)):
             if not isinstance(value, int) or value < (1 if key == "every_n_steps" else 2):
                 raise ValueError(f"callbacks.support_history.{key} must be an integer >= "
                                  f"{1 if key == 'every_n_steps' else 2}, got {value!r}")
+        if render not in (True, False, "auto"):
+            raise ValueError(f"callbacks.support_history.render must be auto, true or false, got {render!r}")
         if not z_range > 0:
             raise ValueError(f"callbacks.support_history.z_range must be > 0, got {z_range!r}")
         self.path = Path(dirpath) / FILENAME
@@ -175,18 +180,18 @@ class SupportHistory(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._frame(trainer, pl_module)  # the last step, rarely on the interval
-        if self.render and trainer.is_global_zero:
-            self._render(trainer)
+        wandb = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if trainer.is_global_zero and (self.render is True or (self.render == "auto" and wandb)):
+            self._render(wandb)
 
-    def _render(self, trainer: pl.Trainer) -> None:
-        """Draw ``support.gif`` and ``support.png`` beside the history; log them to W&B."""
+    def _render(self, wandb_loggers: list[WandbLogger]) -> None:
+        """Draw ``support.gif`` and ``support.png`` beside the history; log them as W&B media."""
         from .animation import animate
 
         gif, png = animate(self.path, self.path.parent)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_video("support/animation", [str(gif)], format=["gif"])
-                logger.log_image("support/final", [str(png)])
+        for logger in wandb_loggers:
+            logger.log_video("support/animation", [str(gif)], format=["gif"])
+            logger.log_image("support/final", [str(png)])
         log.info("support animation: %s, final frame: %s", gif, png)
 
 

@@ -1,0 +1,224 @@
+"""What each category's support and density look like over training (D <= 2).
+
+:class:`SupportHistory` (a Lightning callback, ``callbacks.support_history``) appends
+one JSON line per frame to ``<dirpath>/support_history.jsonl``:
+
+* ``{"kind": "meta", ...}``: dequantiser class, K, D, ``recon_weight``, the task's
+  category probabilities (the toy's ``probs``; None for a task without them) and the
+  grid axis (the same axis for both dimensions when D = 2);
+* ``{"kind": "frame", "step": s, ...}`` at step 0, every ``every_n_steps`` steps and
+  the last step: the box bounds in z-space (``boxes.lo/hi [K][D]``, dequantisers with
+  boxes only), the dequantiser's summary (TRUFL's ``box_mass``), ``q(z|k)`` of every
+  category on the grid (``density [K][G]`` or ``[K][G][G]``, through the dequantiser's
+  own ``log_prob_all``, so any variant is drawn as it is), the prior's density on the
+  same grid (``prior [G]`` / ``[G][G]``; a sequence prior's first token) and the
+  training metrics averaged over the steps since the previous frame;
+* ``{"kind": "val", "step": s, "metrics": {...}}`` after each validation during fit.
+
+Each line is flushed when written, so an interrupted run keeps its frames (and one more
+frame is written for the step where fitting stopped on an exception). At the end
+of training, with a W&B logger (or ``render: true``), the callback draws the animation
+(:mod:`trufl.animation`) next to the file and logs the GIF and the final frame as media;
+``scripts/animate_toy.py`` draws it from the file at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import WandbLogger
+
+log = logging.getLogger(__name__)
+
+FILENAME = "support_history.jsonl"
+#: the metrics drawn beside the supports (names of trufl.metrics.SPLIT_METRICS)
+CURVE_METRICS = ("kl_bits", "recon_bits", "determinism")
+#: significant digits kept for densities (the file stays a few MB at D = 2)
+DIGITS = 6
+
+
+def _rounded(values: torch.Tensor) -> list:
+    """Nested lists of floats with :data:`DIGITS` significant digits."""
+    return [_rounded(v) for v in values] if values.dim() else float(f"{float(values):.{DIGITS}g}")
+
+
+def grid_axis(z_range: float, points: int) -> torch.Tensor:
+    """``[G]`` equally spaced points on ``[-z_range, z_range]``."""
+    return torch.linspace(-z_range, z_range, points, dtype=torch.float64)
+
+
+def grid_points(axis: torch.Tensor, dim: int) -> torch.Tensor:
+    """Grid points ``[G, 1]`` (D = 1) or ``[G*G, 2]`` (D = 2; row i, column j is
+    ``(axis[j], axis[i])`` so a reshape to ``[G, G]`` is an image with x along columns)."""
+    if dim == 1:
+        return axis[:, None]
+    zy, zx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([zx.reshape(-1), zy.reshape(-1)], dim=-1)
+
+
+@torch.no_grad()
+def densities_on_grid(model, axis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``q(z|k)`` for every k ``[K, G(, G)]`` and the prior ``p(z)`` ``[G(, G)]`` on the
+    grid of ``axis``. ``model``: a :class:`~trufl.latent.LatentVariableModel`; the
+    dequantiser's context-free parameters; the prior sees one token."""
+    deq = model.dequantiser
+    param = next(model.parameters())
+    z = grid_points(axis, deq.dim).to(device=param.device, dtype=param.dtype)  # [N, D]
+    shape = (len(axis),) * deq.dim
+    log_q = deq.log_prob_all(z)  # [N, K]
+    mask = torch.ones(z.shape[0], 1, dtype=torch.bool, device=z.device)
+    log_p = model.prior.log_prob(z[:, None, :], mask, **model.prior_condition(None))[:, 0]  # [N]
+    return log_q.T.exp().reshape(-1, *shape).cpu(), log_p.exp().reshape(shape).cpu()
+
+
+class SupportHistory(pl.Callback):
+    """Records the supports and densities of a D <= 2 model at frame steps (module docstring).
+
+    Args:
+        dirpath: the run directory (the file is ``<dirpath>/support_history.jsonl``).
+        every_n_steps: steps between frames (plus step 0 and the last step).
+        z_range: the grid covers ``[-z_range, z_range]`` in every dimension.
+        grid_points_1d, grid_points_2d: grid points per axis for D = 1 and D = 2.
+        render: draw ``support.gif`` / ``support.png`` at the end of training: ``auto`` when a
+            W&B logger is attached (and log them as media), ``true`` always, ``false`` never
+            (``scripts/animate_toy.py`` draws them from the file later; ~0.3 s a frame).
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_steps: int = 50, z_range: float = 6.0,
+                 grid_points_1d: int = 400, grid_points_2d: int = 64, render: bool | str = "auto"):
+        for key, value in (("every_n_steps", every_n_steps), ("grid_points_1d", grid_points_1d),
+                           ("grid_points_2d", grid_points_2d)):
+            if not isinstance(value, int) or value < (1 if key == "every_n_steps" else 2):
+                raise ValueError(f"callbacks.support_history.{key} must be an integer >= "
+                                 f"{1 if key == 'every_n_steps' else 2}, got {value!r}")
+        if render not in (True, False, "auto"):
+            raise ValueError(f"callbacks.support_history.render must be auto, true or false, got {render!r}")
+        if not z_range > 0:
+            raise ValueError(f"callbacks.support_history.z_range must be > 0, got {z_range!r}")
+        self.path = Path(dirpath) / FILENAME
+        self.every_n_steps = every_n_steps
+        self.z_range = float(z_range)
+        self.grid_sizes = {1: grid_points_1d, 2: grid_points_2d}
+        self.render = render
+        self.axis: torch.Tensor | None = None
+        self._sums: dict[str, float] = {}
+        self._count = 0
+        self._last_frame: int | None = None
+
+    # -- writing ----------------------------------------------------------------
+    def _append(self, record: dict) -> None:
+        """One JSON line, flushed at once (an interrupted run keeps what it wrote)."""
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        dim = pl_module.model.dequantiser.dim
+        if dim > 2:
+            raise ValueError(f"callbacks.support_history draws D <= 2 latents; this run has flow.dim={dim} "
+                             "(drop it with ~callbacks.support_history)")
+        self.axis = grid_axis(self.z_range, self.grid_sizes[dim])
+        if trainer.is_global_zero and not self.path.is_file():  # a resumed run appends to its history
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._append(self._meta(trainer, pl_module))
+
+    def _meta(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+        deq = pl_module.model.dequantiser
+        probs = getattr(trainer.datamodule, "probs", None)
+        return {"kind": "meta", "dequantiser": type(deq).__name__, "num_categories": deq.num_categories,
+                "dim": deq.dim, "recon_weight": getattr(pl_module, "recon_weight", None),
+                "probs": list(probs) if probs is not None else None, "axis": self.axis.tolist(),
+                "every_n_steps": self.every_n_steps, "max_steps": trainer.max_steps}
+
+    def _frame(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Append the frame of the current step (once per step)."""
+        step = trainer.global_step
+        if step == self._last_frame or not trainer.is_global_zero:
+            return
+        model = pl_module.model
+        density, prior = densities_on_grid(model, self.axis)
+        boxes = model.dequantiser.support_boxes()
+        train = {k: v / self._count for k, v in self._sums.items()} if self._count else None
+        self._append({
+            "kind": "frame", "step": step,
+            "boxes": None if boxes is None else {"lo": boxes[0].tolist(), "hi": boxes[1].tolist()},
+            "summary": model.dequantiser.summary(), "density": _rounded(density), "prior": _rounded(prior),
+            "train": train,
+        })
+        self._sums, self._count, self._last_frame = {}, 0, step
+
+    # -- hooks ------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._frame(trainer, pl_module)  # step 0 (or the step a resumed run starts from)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        for name in CURVE_METRICS:
+            value = trainer.callback_metrics.get(f"train/{name}")
+            if value is not None and math.isfinite(float(value)):
+                self._sums[name] = self._sums.get(name, 0.0) + float(value)
+        self._count += 1
+        if trainer.global_step % self.every_n_steps == 0:
+            self._frame(trainer, pl_module)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or not trainer.is_global_zero:
+            return
+        metrics = {name: float(trainer.callback_metrics[f"val/{name}"]) for name in CURVE_METRICS
+                   if f"val/{name}" in trainer.callback_metrics}
+        self._append({"kind": "val", "step": trainer.global_step, "metrics": metrics})
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn == "fit" and self.axis is not None:
+            self._frame(trainer, pl_module)  # the state where fitting stopped (the file keeps every earlier frame)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._frame(trainer, pl_module)  # the last step, rarely on the interval
+        wandb = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if trainer.is_global_zero and (self.render is True or (self.render == "auto" and wandb)):
+            self._render(wandb)
+
+    def _render(self, wandb_loggers: list[WandbLogger]) -> None:
+        """Draw ``support.gif`` and ``support.png`` beside the history; log them as W&B media."""
+        from .animation import animate
+
+        gif, png = animate(self.path, self.path.parent)
+        for logger in wandb_loggers:
+            logger.log_video("support/animation", [str(gif)], format=["gif"])
+            logger.log_image("support/final", [str(png)])
+        log.info("support animation: %s, final frame: %s", gif, png)
+
+
+def read_history(path: str | Path) -> dict:
+    """The history file as ``{"meta": {...}, "frames": [...], "val": [...]}``: frames and
+    validations sorted by step, one per step (the latest written wins: a resumed run
+    appends). A directory means its ``support_history.jsonl``."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / FILENAME
+    if not path.is_file():
+        raise FileNotFoundError(f"no support history at {path} (train with callbacks.support_history enabled, "
+                                "e.g. experiment=toy, with flow.dim <= 2)")
+    meta, frames, val = None, {}, {}
+    with open(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by a kill: everything before it stands
+                log.warning("%s:%d: incomplete line skipped", path, number)
+                continue
+            if record["kind"] == "meta":
+                meta = meta or record
+            else:
+                (frames if record["kind"] == "frame" else val)[record["step"]] = record
+    if meta is None:
+        raise ValueError(f"{path} has no meta record (not a support history?)")
+    return {"meta": meta, "frames": [frames[s] for s in sorted(frames)], "val": [val[s] for s in sorted(val)]}

@@ -4,6 +4,7 @@ the local parallel launcher and the table has a row per flow with no empty cells
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -17,33 +18,92 @@ EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 
 
 def test_every_table_has_its_experiment_file():
-    assert {p.stem for p in EXPERIMENTS} >= {"sets", "graph_colouring_tiny", "sudoku"}
+    assert {p.stem for p in EXPERIMENTS} >= {"toy", "sets", "graph_colouring_tiny", "sudoku", "language_modelling"}
+
+
+#: a stand-in for a figure script (the tests do not depend on the real ones): writes the run
+#: directories it was given, one a line, and a PNG, into the folder named first
+STAND_IN_FIGURE = (
+    "{python} -c 'import sys, pathlib, matplotlib; matplotlib.use(\"Agg\"); import matplotlib.pyplot as plt; "
+    "p = pathlib.Path(sys.argv[1]); p.mkdir(parents=True); p.joinpath(\"runs.txt\").write_text(chr(10).join(sys.argv[2:])); "
+    "plt.figure().savefig(p / \"final.png\")' {out}/figures {run_dirs}"
+)
+
+
+def scripts():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import experiment
+        import results_section
+        import tables
+    finally:
+        sys.path.pop(0)
+    return experiment, results_section, tables
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
+    """What ``make reproduce EXP=<name>`` runs, at the file's tiny size: the sweep, the
+    tables (md, CSV, LaTeX), the figure commands, the publication and the README section."""
     spec = yaml.safe_load(path.read_text())
-    out = tmp_path / path.stem
-    cmd = [sys.executable, str(ROOT / "scripts" / "experiment.py"), str(path), "--tiny", "--out", str(out),
-           f"paths.data_dir={data_dir}", "logger=csv", "trainer.enable_progress_bar=false"]
+    if spec.get("figures"):  # the same where-filters, the stand-in command
+        spec["figures"] = [{**f, "command": STAND_IN_FIGURE} for f in spec["figures"]]
+    (tmp_path / "experiments").mkdir()
+    spec_path = tmp_path / "experiments" / path.name
+    spec_path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    out, published = tmp_path / path.stem, tmp_path / "experiments" / "results"
+    cmd = [sys.executable, str(ROOT / "scripts" / "experiment.py"), str(spec_path), "--tiny", "--out", str(out),
+           "--publish", str(published), f"paths.data_dir={data_dir}", "trainer.enable_progress_bar=false"]
+    if "logger" not in spec["sweep"]:
+        cmd.append("logger=csv")
     done = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with open(out / "table.csv") as f:
         header, *rows = list(csv.reader(f))
     measured = [r for r in rows if r[header.index("seeds")] != "—"]
     flows = set(spec["sweep"]["flow"])
-    datasets = spec["sweep"]["dataset"]
-    assert len(measured) == len(flows) * len(datasets)
+    datasets = spec["sweep"].get("dataset", ["toy"])
+    weights = spec["sweep"]["recon_weight"] if isinstance(spec["sweep"].get("recon_weight"), list) else [None]
+    assert len(measured) == len(flows) * len(datasets) * len(weights)
     assert {r[header.index("flow")] for r in measured} == flows
+    seeds = spec["sweep"]["seed"]
+    assert {r[header.index("seeds")] for r in measured} == {str(len(seeds))}
+    widths = header[-2:] if spec.get("widths") else []  # the learned boxes' mass: only flows with boxes have it
     for r in measured:
-        assert all(cell not in ("", "—", "nan") for cell in r), r
+        assert all(cell not in ("", "—", "nan") for col, cell in zip(header, r) if col not in widths), r
+        has_boxes = r[header.index("flow")] == "trufl"
+        assert all((r[header.index(col)] != "—") == has_boxes for col in widths), r
         for col, cell in zip(header, r):
             if col.startswith("validity") or col == "acceptance":
                 assert 0.0 <= float(cell) <= 1.0
-    published = [r for r in rows if r[header.index("seeds")] == "—"]
-    assert len(published) == len(spec.get("published") or [])
+            if len(seeds) > 1 and col == "determinism":
+                assert " ± " in cell  # seeds aggregated as mean ± std
+    published_rows = [r for r in rows if r[header.index("seeds")] == "—"]
+    assert len(published_rows) == len(spec.get("published") or [])
+    assert all(r[header.index("status")] == "published" for r in published_rows)
     assert (out / "table.md").read_text().count("\n|") == len(rows) + 2  # header, rule, rows
+    tex = (out / "table.tex").read_text()
+    assert tex.count(r" \\") == len(rows) + 1 and tex.count(r"\midrule") == 1 + bool(published_rows)
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["launcher"] == "local" and sweep["returncode"] == 0 and sweep["wall_time_s"] > 0
+    for figure in spec.get("figures", []):  # the stand-in saw exactly the finished runs its filter selects
+        runs = [p.parent for p in sorted((out / "runs").glob("*/results.json"))
+                if all(str(json.loads(p.read_text())["config"][k]) == str(v) for k, v in figure["where"].items())]
+        assert (out / "figures" / "runs.txt").read_text().splitlines() == [str(r) for r in runs]
+        assert (published / f"{path.stem}_figures" / "final.png").is_file()
+    for ext in ("md", "csv", "tex", "json"):
+        assert (published / f"{path.stem}.{ext}").read_bytes() == (out / ("sweep.json" if ext == "json" else f"table.{ext}")).read_bytes()
+    # the README section made from the publication names the command and the recorded wall time
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- generated:results -->\n<!-- /generated:results -->\n")
+    section = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_section.py"), "--results", str(published),
+                              "--experiments", str(tmp_path / "experiments"), "--readme", str(readme)],
+                             capture_output=True, text=True)
+    assert section.returncode == 0, section.stderr
+    text = readme.read_text()
+    assert f"`{sweep['reproduce']}`" in text and f"{sweep['wall_time_s'] / 60:.1f} min" in text
+    assert (out / "table.md").read_text().split("\n\n")[1].strip() in text
 
 
 def test_command_line_axes_replace_the_files_values(tmp_path):

@@ -144,3 +144,56 @@ def test_sample_drawing_marks_exactly_the_violated_constraints():
     draw_board(ax, board, constraint_graph())
     assert len(ax.patches) == 81
     plt.close("all")
+
+
+def test_latex_table_is_booktabs_with_published_rows_ruled_off_and_specials_escaped():
+    _, _, tables = scripts()
+    header = ["flow", "recon_weight", "seeds", "status", "bits (−ELBO)", "max |mass − p|"]
+    rows = [["trufl", "1", "3", "ok", "1.900 ± 0.100", "0.010"], ["CatNF (published)", "", "—", "published", "2.000", ""]]
+    assert tables.latex(header, rows, caption="Toy: 50% a_b", label="tab:toy") == "\n".join([
+        r"\begin{table}[t]", r"\centering", r"\caption{Toy: 50\% a\_b}", r"\label{tab:toy}",
+        r"\begin{tabular}{llrrrr}", r"\toprule",
+        r"flow & recon\_weight & seeds & status & bits ($-$ELBO) & max \textbar{}mass $-$ p\textbar{} \\", r"\midrule",
+        r"trufl & 1 & 3 & ok & 1.900 $\pm$ 0.100 & 0.010 \\", r"\midrule",
+        r"CatNF (published) &  & --- & published & 2.000 &  \\", r"\bottomrule", r"\end{tabular}", r"\end{table}",
+    ]) + "\n"
+
+
+def test_markdown_escapes_a_pipe_inside_a_cell():
+    _, _, tables = scripts()
+    assert tables.markdown(["max |mass − p|"], [["0.1"]]).splitlines()[0] == r"| max \|mass − p\| |"
+
+
+def test_figure_commands_expand_the_finished_runs_that_match_where(tmp_path):
+    experiment, _, _ = scripts()
+    for i, (seed, status) in enumerate([(0, "finished"), (1, "finished"), (0, "failed")]):
+        (tmp_path / "runs" / str(i)).mkdir(parents=True)
+        result = {"status": status, "config": {"seed": seed}, **({"metrics": {}} if status == "finished" else {})}
+        (tmp_path / "runs" / str(i) / "results.json").write_text(json.dumps(result))
+    spec = {"name": "x", "figures": ["{python} draw.py {run_dirs} --out {out}/figs",
+                                     {"command": "plot {runs} {run_dirs}", "where": {"seed": 0}}]}
+    assert experiment.figure_commands(spec, tmp_path / "runs", tmp_path / "out") == [
+        [sys.executable, "draw.py", str(tmp_path / "runs" / "0"), str(tmp_path / "runs" / "1"), "--out", f"{tmp_path / 'out'}/figs"],
+        ["plot", str(tmp_path / "runs"), str(tmp_path / "runs" / "0")],
+    ]
+    with pytest.raises(SystemExit, match=r"figures\[0\]: no finished run .* where=\{'seed': 5\}"):
+        experiment.figure_commands({"name": "x", "figures": [{"command": "p {run_dirs}", "where": {"seed": 5}}]},
+                                   tmp_path / "runs", tmp_path / "out")
+
+
+def test_results_section_reports_recorded_stated_summed_or_no_wall_time(tmp_path):
+    _, results_section, _ = scripts()
+    table = "| flow | seeds | status | wall s |\n|---|---|---|---|\n| trufl | 3 | ok | 100 ± 5 |\n| catnf | 1 | ok | 300 |\n"
+    (tmp_path / "a.md").write_text(f"**A**\n\n{table}")
+    (tmp_path / "a.json").write_text(json.dumps({"reproduce": "python scripts/experiment.py experiments/a.yaml",
+                                                 "launcher": "local", "finished_utc": "2026-11-24 20:00", "wall_time_s": 90.0}))
+    (tmp_path / "b.md").write_text(f"**B**\n\n{table}\nSweep wall time: 12.3 min.\n")
+    (tmp_path / "c.csv").write_text("flow,seeds,status,wall s\ntrufl,3,ok,100 ± 5\ncatnf,1,ok,300\nX (published),—,published,\n")
+    (tmp_path / "c.md").write_text(f"**C**\n\n{table}")
+    (tmp_path / "d.md").write_text("**D**\n\n| flow |\n|---|\n| trufl |\n")
+    lines = {name: " ".join(results_section.provenance(name, tmp_path, (tmp_path / f"{name}.md").read_text()))
+             for name in "abcd"}
+    assert "`python scripts/experiment.py experiments/a.yaml`" in lines["a"] and "1.5 min" in lines["a"]
+    assert "12.3 min (as the table states)" in lines["b"] and "EXP=b" in lines["b"]
+    assert "sum to 10.0 min (longest row 5.0 min)" in lines["c"]  # 3 x 100 s + 300 s; the published row skipped
+    assert lines["d"].endswith("Sweep wall time: not recorded.")

@@ -59,7 +59,7 @@ def test_offline_toy_run_leaves_samples_figures_results_artifact_and_lr(make_cfg
     assert run_dir.name in sync.stdout + sync.stderr, sync.stdout + sync.stderr
 
 
-def test_log_figures_rejects_a_missing_or_unknown_file(make_cfg, tmp_path, offline):
+def test_log_figures_rejects_a_missing_or_unknown_file(tmp_path, offline):
     from trufl.loggers import wandb_logger
 
     logger = wandb_logger(save_dir=str(tmp_path), mode="offline")
@@ -91,3 +91,18 @@ def test_callbacks_group_adds_early_stopping_and_drops_the_lr_monitor_without_a_
                         "callbacks.early_stopping.min_delta=100"))
     run(cfg)
     assert json.loads((tmp_path / "run" / "results.json").read_text())["global_step"] == 10
+
+
+def test_log_figures_keeps_an_animation_animated(tmp_path, offline):
+    """A GIF (the toy's support animations) goes to W&B as an image with all its frames."""
+    from PIL import Image
+
+    from trufl.loggers import wandb_logger
+
+    frames = [Image.new("RGB", (8, 8), (40 * i, 0, 0)) for i in range(5)]
+    frames[0].save(tmp_path / "support.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    logger = wandb_logger(save_dir=str(tmp_path), mode="offline")
+    log_figures(logger, {"animations/support": tmp_path / "support.gif"})
+    logger.experiment.finish()
+    (logged,) = (tmp_path / "wandb").glob("offline-run-*/files/media/images/animations/support_*.gif")
+    assert Image.open(logged).n_frames == 5

@@ -117,6 +117,10 @@ def test_command_line_axes_replace_the_files_values(tmp_path):
     assert "seed=0,1,2" in cmd and "seed=0" not in cmd
     assert "flow=trufl,catnf,argmax" in cmd and "hydra/launcher=local" in cmd and "-m" in cmd
     assert cmd.index("trainer.max_steps=10") > cmd.index("experiment=sets")
+    on_slurm = sweep_command(spec, tmp_path, tiny=False, extra=[], launcher="slurm")
+    assert "hydra/launcher=slurm" in on_slurm and "hydra/launcher=local" not in on_slurm
+    with pytest.raises(SystemExit, match="--launcher slurmm: no conf/hydra/launcher/slurmm.yaml"):
+        sweep_command(spec, tmp_path, tiny=False, extra=[], launcher="slurmm")
 
 
 def test_sample_drawing_marks_exactly_the_violated_constraints():

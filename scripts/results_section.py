@@ -94,7 +94,11 @@ def subsection(spec_path: Path, results: Path, readme_dir: Path) -> str:
     md = md_path.read_text()
     title, table = title_and_table(md)
     parts = [f"### {title or spec['title']}", table, *provenance(name, results, md)]
-    parts += figures(name, results, readme_dir)
+    drawn = figures(name, results, readme_dir)
+    if spec.get("figures") and not (results / f"{name}_figures").is_dir():  # asked for, never published
+        drawn.append(f"Figures: none published yet (the `figures` of `experiments/{name}.yaml`; "
+                     f"`make reproduce EXP={name}` draws them).")
+    parts += drawn
     return "\n\n".join(parts) + "\n"
 
 

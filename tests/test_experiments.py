@@ -201,3 +201,19 @@ def test_results_section_reports_recorded_stated_summed_or_no_wall_time(tmp_path
     assert "12.3 min (as the table states)" in lines["b"] and "EXP=b" in lines["b"]
     assert "sum to 10.0 min (longest row 5.0 min)" in lines["c"]  # 3 x 100 s + 300 s; the published row skipped
     assert lines["d"].endswith("Sweep wall time: not recorded.")
+
+
+def test_results_section_links_published_figures_and_says_when_none_were(tmp_path):
+    _, results_section, _ = scripts()
+    spec = tmp_path / "experiments" / "t.yaml"
+    spec.parent.mkdir()
+    spec.write_text(yaml.safe_dump({"title": "T", "figures": ["{python} draw.py {run_dirs}"]}))
+    results = tmp_path / "experiments" / "results"
+    results.mkdir()
+    assert results_section.subsection(spec, results, tmp_path) == "### T\n\nNot run yet: `make reproduce EXP=t`.\n"
+    (results / "t.md").write_text("**T**\n\n| a |\n|---|\n| 1 |\n")
+    assert "Figures: none published yet" in results_section.subsection(spec, results, tmp_path)
+    (results / "t_figures").mkdir()
+    (results / "t_figures" / "trufl_d1_r10.png").write_bytes(b"")
+    text = results_section.subsection(spec, results, tmp_path)
+    assert "![trufl_d1_r10](experiments/results/t_figures/trufl_d1_r10.png)" in text and "none published" not in text

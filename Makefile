@@ -1,10 +1,12 @@
 # trufl — `make help` lists the targets.
 PYTHON ?= python3
 PYTEST = $(PYTHON) -m pytest
-SWEEP_DIR ?= multirun/toy_table
+LAUNCHER ?= local
+RESULTS ?= experiments/results
+EXPERIMENT_FILES = $(basename $(notdir $(wildcard experiments/*.yaml)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train toy toy-table experiment-lm experiment-sets experiment-graphs experiment-sudoku experiments test test-slow bench clean
+.PHONY: help install train toy toy-table reproduce results-section experiment-lm experiment-sets experiment-graphs experiment-sudoku experiments test test-slow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -19,22 +21,29 @@ train: ## the default job: TRUFL (D=1) + AR-LSTM prior (decoded tokens, spline) 
 toy: ## TRUFL's toy result: widths learn the category probabilities (one seed, ~15 s)
 	$(PYTHON) train.py experiment=toy flow=trufl flow.dim=1 recon_weight=10
 
-toy-table: ## TRUFL vs CatNF on the toy, recon_weight 1 and 10, 3 seeds, as a markdown table
-	$(PYTHON) train.py -m experiment=toy flow=trufl,catnf flow.dim=1 recon_weight=1,10 seed=0,1,2 \
-		logger=none trainer.enable_progress_bar=false hydra.sweep.dir=$(SWEEP_DIR)
-	$(PYTHON) scripts/tables.py $(SWEEP_DIR) --group flow recon_weight --widths --csv $(SWEEP_DIR)/table.csv
+reproduce: ## one table/figure of experiments/: make reproduce EXP=<name> [LAUNCHER=slurm] [ARGS="seed=0,1,2 ..."]
+	@if [ -z "$(EXP)" ] || [ ! -f experiments/$(EXP).yaml ]; then \
+		echo "EXP must name a file of experiments/: one of $(EXPERIMENT_FILES)" >&2; exit 2; fi
+	$(PYTHON) scripts/experiment.py experiments/$(EXP).yaml --launcher $(LAUNCHER) --publish $(RESULTS) $(ARGS)
+	$(PYTHON) scripts/results_section.py --results $(RESULTS)
 
-experiment-lm: ## language-modelling table (experiments/language_modelling.yaml): 3 flows + the categorical LSTM, curves
-	$(PYTHON) scripts/experiment.py experiments/language_modelling.yaml $(ARGS)
+results-section: ## rewrite the README's generated Results section from experiments/results/
+	$(PYTHON) scripts/results_section.py --results $(RESULTS)
 
-experiment-sets: ## sets table (experiments/sets.yaml): 3 flows x 2 tasks, vs the optimum (31 min on 2 cores)
-	$(PYTHON) scripts/experiment.py experiments/sets.yaml $(ARGS)
+toy-table: ## TRUFL vs CatNF on the toy, recon_weight 1 and 10, 3 seeds, with the support animations (= reproduce EXP=toy)
+	$(MAKE) reproduce EXP=toy
 
-experiment-graphs: ## graph-colouring-tiny table: validity with/without rejection, bits/node (19 min on 2 cores)
-	$(PYTHON) scripts/experiment.py experiments/graph_colouring_tiny.yaml $(ARGS)
+experiment-lm: ## language-modelling table: 3 flows + the categorical LSTM, curves (= reproduce EXP=language_modelling)
+	$(MAKE) reproduce EXP=language_modelling
 
-experiment-sudoku: ## Sudoku table: board validity of the 3 flows (14 min on 2 cores)
-	$(PYTHON) scripts/experiment.py experiments/sudoku.yaml $(ARGS)
+experiment-sets: ## sets table: 3 flows x 2 tasks, vs the optimum, 31 min on 2 cores (= reproduce EXP=sets)
+	$(MAKE) reproduce EXP=sets
+
+experiment-graphs: ## graph-colouring-tiny table, 19 min on 2 cores (= reproduce EXP=graph_colouring_tiny)
+	$(MAKE) reproduce EXP=graph_colouring_tiny
+
+experiment-sudoku: ## Sudoku table: board validity of the 3 flows, 14 min on 2 cores (= reproduce EXP=sudoku)
+	$(MAKE) reproduce EXP=sudoku
 
 experiments: experiment-sets experiment-graphs experiment-sudoku ## all three constrained-generation tables
 

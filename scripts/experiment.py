@@ -1,17 +1,27 @@
-"""Run one table of experiments/ and write it as markdown and CSV.
+"""Run one table (or figure) of experiments/ and write it as markdown, CSV and LaTeX.
 
     python scripts/experiment.py experiments/sets.yaml             # sweep, then table
     python scripts/experiment.py experiments/sets.yaml --table-only  # table from finished runs
     python scripts/experiment.py experiments/sets.yaml seed=0,1,2    # extra overrides for the sweep
+    python scripts/experiment.py experiments/sets.yaml --launcher slurm hydra.launcher.partition=cpu
+    python scripts/experiment.py experiments/toy.yaml --publish experiments/results   # make reproduce EXP=toy
 
-The sweep is one ``python train.py -m`` multirun on the local parallel launcher
-(``hydra/launcher=local``: joblib, 2 jobs, one torch thread each); every value
-list in the file's ``sweep`` is an axis. The table is read from the runs'
-``results.json`` only: one row per ``rows`` group (mean ± std over seeds), then
-the file's published rows; a failed or interrupted run is counted in the row's
-``status`` column, and a failed sweep still writes the table before exiting
-non-zero. Output: ``<out>/table.md``, ``<out>/table.csv``,
-``<out>/command.txt``; the runs are under ``<out>/runs``.
+The sweep is one ``python train.py -m`` multirun on ``--launcher`` (default ``local``:
+joblib, 2 jobs, one torch thread each; ``slurm``: submitit, conf/hydra/launcher/slurm.yaml);
+every value list in the file's ``sweep`` is an axis. The table is read from the runs'
+``results.json`` only: one row per ``rows`` group (mean ± std over seeds; ``widths: true``
+adds the learned boxes' mass against the toy's probabilities), then the file's published
+rows, marked ``published``; a failed or interrupted run is counted in the row's ``status``
+column, and a failed sweep still writes the table before exiting non-zero. Then each entry
+of the file's ``figures`` runs: a command template (``{python}``, ``{out}``, ``{runs}``,
+and ``{run_dirs}``: the finished run directories, one argument each), or
+``{command: ..., where: {key: value}}`` to pass only the runs with those config values.
+
+Output under ``<out>`` (default multirun/experiments/<name>): ``table.md``, ``table.csv``,
+``table.tex`` (booktabs), ``sweep.json`` (the sweep's command, launcher and wall time),
+``curves.png`` and ``figures/`` when the file asks; the runs are under ``<out>/runs``.
+``--publish DIR`` copies them to ``DIR/<name>.{md,csv,tex,json}``, ``DIR/<name>_curves.png``
+and ``DIR/<name>_figures/`` (what scripts/results_section.py reads for the README).
 """
 
 from __future__ import annotations
@@ -21,14 +31,16 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
-from tables import UnknownMetricError, build_table, load, markdown
+from tables import UnknownMetricError, build_table, group_value, latex, load, markdown, status
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED = ("title", "sweep", "rows", "columns")
@@ -44,6 +56,8 @@ def read_spec(path: Path) -> dict:
         sys.exit(f"{path}: missing {', '.join(missing)} (needs {', '.join(REQUIRED)})")
     spec.setdefault("published", [])
     spec.setdefault("tiny", [])
+    spec.setdefault("figures", [])
+    spec.setdefault("widths", False)
     spec["name"] = path.stem
     return spec
 
@@ -60,12 +74,14 @@ def sweep_overrides(spec: dict, replaced: set[str] = frozenset()) -> list[str]:
     return out
 
 
-def sweep_command(spec: dict, runs: Path, tiny: bool, extra: list[str]) -> list[str]:
-    """The multirun command; an extra override of a sweep axis (``seed=0,1,2``)
-    replaces the file's values for it."""
+def sweep_command(spec: dict, runs: Path, tiny: bool, extra: list[str], launcher: str = "local") -> list[str]:
+    """The multirun command on ``launcher`` (a conf/hydra/launcher option); an extra
+    override of a sweep axis (``seed=0,1,2``) replaces the file's values for it."""
+    if not (ROOT / "conf" / "hydra" / "launcher" / f"{launcher}.yaml").is_file():
+        sys.exit(f"--launcher {launcher}: no conf/hydra/launcher/{launcher}.yaml")
     replaced = {o.split("=", 1)[0].lstrip("+~") for o in extra if "=" in o}
     return [
-        sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=local", f"hydra.sweep.dir={runs}",
+        sys.executable, str(ROOT / "train.py"), "-m", f"hydra/launcher={launcher}", f"hydra.sweep.dir={runs}",
         *sweep_overrides(spec, replaced), *(spec["tiny"] if tiny else []), *extra,
     ]
 
@@ -75,13 +91,71 @@ def table(spec: dict, runs: Path) -> tuple[list[str], list[list[str]]]:
     columns = spec["columns"]
     sources = [c["source"] for c in columns]
     digits = {c["source"]: c.get("digits", 3) for c in columns}
-    header, rows = build_table(load(runs), spec["rows"], sources, digits=digits)
-    header = header[: len(spec["rows"]) + 2] + [c["label"] for c in columns]  # rows, seeds, status, columns
+    header, rows = build_table(load(runs), spec["rows"], sources, widths=spec["widths"], digits=digits)
+    keys = len(spec["rows"]) + 2  # rows, seeds, status
+    header = header[:keys] + [c["label"] for c in columns] + header[keys + len(columns):]  # then the widths' columns
     for pub in spec["published"]:
         row = [str(pub.get(k, "")) for k in spec["rows"]] + ["—", "published"]
         row += [f"{pub[c['label']]:.{c.get('digits', 3)}f}" if c["label"] in pub else "" for c in columns]
-        rows.append(row)
+        rows.append(row + [""] * (len(header) - len(row)))
     return header, rows
+
+
+def figure_commands(spec: dict, runs: Path, out: Path) -> list[list[str]]:
+    """The file's ``figures`` as argument lists: each template split like a shell line,
+    ``{run_dirs}`` expanded to the finished runs (those matching ``where``, by
+    :func:`tables.group_value`) one argument each, ``{python}``/``{out}``/``{runs}`` filled in."""
+    found = {f.parent: json.loads(f.read_text()) for f in sorted(runs.rglob("results.json"))}
+    commands = []
+    for i, entry in enumerate(spec["figures"]):
+        entry = {"command": entry} if isinstance(entry, str) else entry
+        if "command" not in entry:
+            sys.exit(f"{spec['name']}: figures[{i}] needs a command (a string or {{command: ..., where: ...}})")
+        where = entry.get("where") or {}
+        chosen = [str(d) for d, r in found.items() if status(r) == "finished"
+                  and all(str(group_value(r, k)) == str(v) for k, v in where.items())]
+        if not chosen:
+            sys.exit(f"{spec['name']}: figures[{i}]: no finished run under {runs} matches where={where}")
+        fill = {"python": sys.executable, "out": str(out), "runs": str(runs)}
+        cmd = []
+        for token in shlex.split(entry["command"]):
+            cmd += chosen if token == "{run_dirs}" else [token.format(**fill)]
+        commands.append(cmd)
+    return commands
+
+
+def publish(spec: dict, out: Path, target: Path) -> list[Path]:
+    """Copy the outputs to ``target/<name>.*`` (replacing an earlier publication's figures)."""
+    name = spec["name"]
+    target.mkdir(parents=True, exist_ok=True)
+    copies = {f"table.{ext}": f"{name}.{ext}" for ext in ("md", "csv", "tex")}
+    copies.update({"sweep.json": f"{name}.json", "curves.png": f"{name}_curves.png"})
+    written = []
+    for source, dest in copies.items():
+        if (out / source).is_file():
+            written.append(Path(shutil.copyfile(out / source, target / dest)))
+    if (out / "figures").is_dir():
+        shutil.rmtree(target / f"{name}_figures", ignore_errors=True)
+        written.append(Path(shutil.copytree(out / "figures", target / f"{name}_figures")))
+    return written
+
+
+def sweep(spec: dict, out: Path, args) -> int:
+    """Run the sweep; ``sweep.json`` records its command, launcher and wall time. Returns its exit code."""
+    runs = out / "runs"
+    cmd = sweep_command(spec, runs, args.tiny, args.overrides, args.launcher)
+    out.mkdir(parents=True, exist_ok=True)
+    print("$", shlex.join(cmd), flush=True)
+    start = time.time()
+    done = subprocess.run(cmd, cwd=ROOT, env=os.environ.copy())
+    record = {
+        "reproduce": shlex.join(["python", "scripts/experiment.py", *map(str, args.argv)]),
+        "command": shlex.join(cmd), "launcher": args.launcher, "tiny": args.tiny,
+        "wall_time_s": round(time.time() - start, 1), "returncode": done.returncode,
+        "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+    }
+    (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
+    return done.returncode
 
 
 def main(argv=None) -> None:
@@ -91,37 +165,43 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, help="output folder (default: multirun/experiments/<name>)")
     ap.add_argument("--tiny", action="store_true", help="apply the file's tiny overrides (tests)")
     ap.add_argument("--table-only", action="store_true", help="skip the sweep; tabulate the runs in <out>/runs")
+    ap.add_argument("--launcher", default="local", help="conf/hydra/launcher option for the sweep (local, slurm, basic)")
+    ap.add_argument("--publish", type=Path, help="also copy the outputs to this folder (e.g. experiments/results)")
     args = ap.parse_intermixed_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     spec = read_spec(args.file)
     out = (args.out or ROOT / "multirun" / "experiments" / spec["name"]).resolve()
     runs = out / "runs"
-    if not args.table_only:
-        cmd = sweep_command(spec, runs, args.tiny, args.overrides)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "command.txt").write_text(shlex.join(cmd) + "\n")
-        print("$", shlex.join(cmd), flush=True)
-        start = time.time()
-        done = subprocess.run(cmd, cwd=ROOT, env=os.environ.copy())
-        (out / "sweep_time.json").write_text(json.dumps({"wall_time_s": time.time() - start}))
+    returncode = 0 if args.table_only else sweep(spec, out, args)
     try:
         header, rows = table(spec, runs)
     except UnknownMetricError as err:
         sys.exit(f"{args.file}: {err}")
     text = f"**{spec['title']}**\n\n{markdown(header, rows)}\n"
-    timing = out / "sweep_time.json"
+    timing = out / "sweep.json"
     if timing.is_file():
         text += f"\nSweep wall time: {json.loads(timing.read_text())['wall_time_s'] / 60:.1f} min.\n"
     (out / "table.md").write_text(text)
     with open(out / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])
+    (out / "table.tex").write_text(latex(header, rows, caption=spec["title"], label=f"tab:{spec['name']}"))
     print(text)
-    print(f"written: {out / 'table.md'}, {out / 'table.csv'}")
+    print(f"written: {out / 'table.md'}, {out / 'table.csv'}, {out / 'table.tex'}")
     if spec.get("curves"):  # learning curves from the runs' CSV logs
         from plot_curves import plot_curves
 
         print(f"written: {plot_curves(runs, spec['curves'], spec['rows'][1:], out / 'curves.png')}")
-    if not args.table_only and done.returncode:  # the table above keeps every run, failed ones marked
-        sys.exit(f"the sweep failed (exit {done.returncode}); see the status column and the runs under {runs}")
+    failed_figures = []
+    for cmd in figure_commands(spec, runs, out):
+        print("$", shlex.join(cmd), flush=True)
+        if subprocess.run(cmd, cwd=ROOT, env=os.environ.copy()).returncode:
+            failed_figures.append(shlex.join(cmd))
+    if args.publish:
+        print("published:", *publish(spec, out, args.publish.resolve()), sep="\n  ")
+    if returncode:  # the table above keeps every run, failed ones marked
+        sys.exit(f"the sweep failed (exit {returncode}); see the status column and the runs under {runs}")
+    if failed_figures:
+        sys.exit("figure command(s) failed:\n  " + "\n  ".join(failed_figures))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ the local parallel launcher and the table has a row per flow with no empty cells
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -17,33 +18,92 @@ EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
 
 
 def test_every_table_has_its_experiment_file():
-    assert {p.stem for p in EXPERIMENTS} >= {"sets", "graph_colouring_tiny", "sudoku"}
+    assert {p.stem for p in EXPERIMENTS} >= {"toy", "sets", "graph_colouring_tiny", "sudoku", "language_modelling"}
+
+
+#: a stand-in for a figure script (the tests do not depend on the real ones): writes the run
+#: directories it was given, one a line, and a PNG, into the folder named first
+STAND_IN_FIGURE = (
+    "{python} -c 'import sys, pathlib, matplotlib; matplotlib.use(\"Agg\"); import matplotlib.pyplot as plt; "
+    "p = pathlib.Path(sys.argv[1]); p.mkdir(parents=True); p.joinpath(\"runs.txt\").write_text(chr(10).join(sys.argv[2:])); "
+    "plt.figure().savefig(p / \"final.png\")' {out}/figures {run_dirs}"
+)
+
+
+def scripts():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import experiment
+        import results_section
+        import tables
+    finally:
+        sys.path.pop(0)
+    return experiment, results_section, tables
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
+    """What ``make reproduce EXP=<name>`` runs, at the file's tiny size: the sweep, the
+    tables (md, CSV, LaTeX), the figure commands, the publication and the README section."""
     spec = yaml.safe_load(path.read_text())
-    out = tmp_path / path.stem
-    cmd = [sys.executable, str(ROOT / "scripts" / "experiment.py"), str(path), "--tiny", "--out", str(out),
-           f"paths.data_dir={data_dir}", "logger=csv", "trainer.enable_progress_bar=false"]
+    if spec.get("figures"):  # the same where-filters, the stand-in command
+        spec["figures"] = [{**f, "command": STAND_IN_FIGURE} for f in spec["figures"]]
+    (tmp_path / "experiments").mkdir()
+    spec_path = tmp_path / "experiments" / path.name
+    spec_path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    out, published = tmp_path / path.stem, tmp_path / "experiments" / "results"
+    cmd = [sys.executable, str(ROOT / "scripts" / "experiment.py"), str(spec_path), "--tiny", "--out", str(out),
+           "--publish", str(published), f"paths.data_dir={data_dir}", "trainer.enable_progress_bar=false"]
+    if "logger" not in spec["sweep"]:
+        cmd.append("logger=csv")
     done = subprocess.run(cmd, cwd=tmp_path, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     with open(out / "table.csv") as f:
         header, *rows = list(csv.reader(f))
     measured = [r for r in rows if r[header.index("seeds")] != "—"]
     flows = set(spec["sweep"]["flow"])
-    datasets = spec["sweep"]["dataset"]
-    assert len(measured) == len(flows) * len(datasets)
+    datasets = spec["sweep"].get("dataset", ["toy"])
+    weights = spec["sweep"]["recon_weight"] if isinstance(spec["sweep"].get("recon_weight"), list) else [None]
+    assert len(measured) == len(flows) * len(datasets) * len(weights)
     assert {r[header.index("flow")] for r in measured} == flows
+    seeds = spec["sweep"]["seed"]
+    assert {r[header.index("seeds")] for r in measured} == {str(len(seeds))}
+    widths = header[-2:] if spec.get("widths") else []  # the learned boxes' mass: only flows with boxes have it
     for r in measured:
-        assert all(cell not in ("", "—", "nan") for cell in r), r
+        assert all(cell not in ("", "—", "nan") for col, cell in zip(header, r) if col not in widths), r
+        has_boxes = r[header.index("flow")] == "trufl"
+        assert all((r[header.index(col)] != "—") == has_boxes for col in widths), r
         for col, cell in zip(header, r):
             if col.startswith("validity") or col == "acceptance":
                 assert 0.0 <= float(cell) <= 1.0
-    published = [r for r in rows if r[header.index("seeds")] == "—"]
-    assert len(published) == len(spec.get("published") or [])
+            if len(seeds) > 1 and col == "determinism":
+                assert " ± " in cell  # seeds aggregated as mean ± std
+    published_rows = [r for r in rows if r[header.index("seeds")] == "—"]
+    assert len(published_rows) == len(spec.get("published") or [])
+    assert all(r[header.index("status")] == "published" for r in published_rows)
     assert (out / "table.md").read_text().count("\n|") == len(rows) + 2  # header, rule, rows
+    tex = (out / "table.tex").read_text()
+    assert tex.count(r" \\") == len(rows) + 1 and tex.count(r"\midrule") == 1 + bool(published_rows)
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["launcher"] == "local" and sweep["returncode"] == 0 and sweep["wall_time_s"] > 0
+    for figure in spec.get("figures", []):  # the stand-in saw exactly the finished runs its filter selects
+        runs = [p.parent for p in sorted((out / "runs").glob("*/results.json"))
+                if all(str(json.loads(p.read_text())["config"][k]) == str(v) for k, v in figure["where"].items())]
+        assert (out / "figures" / "runs.txt").read_text().splitlines() == [str(r) for r in runs]
+        assert (published / f"{path.stem}_figures" / "final.png").is_file()
+    for ext in ("md", "csv", "tex", "json"):
+        assert (published / f"{path.stem}.{ext}").read_bytes() == (out / ("sweep.json" if ext == "json" else f"table.{ext}")).read_bytes()
+    # the README section made from the publication names the command and the recorded wall time
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- generated:results -->\n<!-- /generated:results -->\n")
+    section = subprocess.run([sys.executable, str(ROOT / "scripts" / "results_section.py"), "--results", str(published),
+                              "--experiments", str(tmp_path / "experiments"), "--readme", str(readme)],
+                             capture_output=True, text=True)
+    assert section.returncode == 0, section.stderr
+    text = readme.read_text()
+    assert f"`{sweep['reproduce']}`" in text and f"{sweep['wall_time_s'] / 60:.1f} min" in text
+    assert (out / "table.md").read_text().split("\n\n")[1].strip() in text
 
 
 def test_command_line_axes_replace_the_files_values(tmp_path):
@@ -57,6 +117,10 @@ def test_command_line_axes_replace_the_files_values(tmp_path):
     assert "seed=0,1,2" in cmd and "seed=0" not in cmd
     assert "flow=trufl,catnf,argmax" in cmd and "hydra/launcher=local" in cmd and "-m" in cmd
     assert cmd.index("trainer.max_steps=10") > cmd.index("experiment=sets")
+    on_slurm = sweep_command(spec, tmp_path, tiny=False, extra=[], launcher="slurm")
+    assert "hydra/launcher=slurm" in on_slurm and "hydra/launcher=local" not in on_slurm
+    with pytest.raises(SystemExit, match="--launcher slurmm: no conf/hydra/launcher/slurmm.yaml"):
+        sweep_command(spec, tmp_path, tiny=False, extra=[], launcher="slurmm")
 
 
 def test_sample_drawing_marks_exactly_the_violated_constraints():
@@ -84,3 +148,72 @@ def test_sample_drawing_marks_exactly_the_violated_constraints():
     draw_board(ax, board, constraint_graph())
     assert len(ax.patches) == 81
     plt.close("all")
+
+
+def test_latex_table_is_booktabs_with_published_rows_ruled_off_and_specials_escaped():
+    _, _, tables = scripts()
+    header = ["flow", "recon_weight", "seeds", "status", "bits (−ELBO)", "max |mass − p|"]
+    rows = [["trufl", "1", "3", "ok", "1.900 ± 0.100", "0.010"], ["CatNF (published)", "", "—", "published", "2.000", ""]]
+    assert tables.latex(header, rows, caption="Toy: 50% a_b", label="tab:toy") == "\n".join([
+        r"\begin{table}[t]", r"\centering", r"\caption{Toy: 50\% a\_b}", r"\label{tab:toy}",
+        r"\begin{tabular}{llrrrr}", r"\toprule",
+        r"flow & recon\_weight & seeds & status & bits ($-$ELBO) & max \textbar{}mass $-$ p\textbar{} \\", r"\midrule",
+        r"trufl & 1 & 3 & ok & 1.900 $\pm$ 0.100 & 0.010 \\", r"\midrule",
+        r"CatNF (published) &  & --- & published & 2.000 &  \\", r"\bottomrule", r"\end{tabular}", r"\end{table}",
+    ]) + "\n"
+
+
+def test_markdown_escapes_a_pipe_inside_a_cell():
+    _, _, tables = scripts()
+    assert tables.markdown(["max |mass − p|"], [["0.1"]]).splitlines()[0] == r"| max \|mass − p\| |"
+
+
+def test_figure_commands_expand_the_finished_runs_that_match_where(tmp_path):
+    experiment, _, _ = scripts()
+    for i, (seed, status) in enumerate([(0, "finished"), (1, "finished"), (0, "failed")]):
+        (tmp_path / "runs" / str(i)).mkdir(parents=True)
+        result = {"status": status, "config": {"seed": seed}, **({"metrics": {}} if status == "finished" else {})}
+        (tmp_path / "runs" / str(i) / "results.json").write_text(json.dumps(result))
+    spec = {"name": "x", "figures": ["{python} draw.py {run_dirs} --out {out}/figs",
+                                     {"command": "plot {runs} {run_dirs}", "where": {"seed": 0}}]}
+    assert experiment.figure_commands(spec, tmp_path / "runs", tmp_path / "out") == [
+        [sys.executable, "draw.py", str(tmp_path / "runs" / "0"), str(tmp_path / "runs" / "1"), "--out", f"{tmp_path / 'out'}/figs"],
+        ["plot", str(tmp_path / "runs"), str(tmp_path / "runs" / "0")],
+    ]
+    with pytest.raises(SystemExit, match=r"figures\[0\]: no finished run .* where=\{'seed': 5\}"):
+        experiment.figure_commands({"name": "x", "figures": [{"command": "p {run_dirs}", "where": {"seed": 5}}]},
+                                   tmp_path / "runs", tmp_path / "out")
+
+
+def test_results_section_reports_recorded_stated_summed_or_no_wall_time(tmp_path):
+    _, results_section, _ = scripts()
+    table = "| flow | seeds | status | wall s |\n|---|---|---|---|\n| trufl | 3 | ok | 100 ± 5 |\n| catnf | 1 | ok | 300 |\n"
+    (tmp_path / "a.md").write_text(f"**A**\n\n{table}")
+    (tmp_path / "a.json").write_text(json.dumps({"reproduce": "python scripts/experiment.py experiments/a.yaml",
+                                                 "launcher": "local", "finished_utc": "2026-11-24 20:00", "wall_time_s": 90.0}))
+    (tmp_path / "b.md").write_text(f"**B**\n\n{table}\nSweep wall time: 12.3 min.\n")
+    (tmp_path / "c.csv").write_text("flow,seeds,status,wall s\ntrufl,3,ok,100 ± 5\ncatnf,1,ok,300\nX (published),—,published,\n")
+    (tmp_path / "c.md").write_text(f"**C**\n\n{table}")
+    (tmp_path / "d.md").write_text("**D**\n\n| flow |\n|---|\n| trufl |\n")
+    lines = {name: " ".join(results_section.provenance(name, tmp_path, (tmp_path / f"{name}.md").read_text()))
+             for name in "abcd"}
+    assert "`python scripts/experiment.py experiments/a.yaml`" in lines["a"] and "1.5 min" in lines["a"]
+    assert "12.3 min (as the table states)" in lines["b"] and "EXP=b" in lines["b"]
+    assert "sum to 10.0 min (longest row 5.0 min)" in lines["c"]  # 3 x 100 s + 300 s; the published row skipped
+    assert lines["d"].endswith("Sweep wall time: not recorded.")
+
+
+def test_results_section_links_published_figures_and_says_when_none_were(tmp_path):
+    _, results_section, _ = scripts()
+    spec = tmp_path / "experiments" / "t.yaml"
+    spec.parent.mkdir()
+    spec.write_text(yaml.safe_dump({"title": "T", "figures": ["{python} draw.py {run_dirs}"]}))
+    results = tmp_path / "experiments" / "results"
+    results.mkdir()
+    assert results_section.subsection(spec, results, tmp_path) == "### T\n\nNot run yet: `make reproduce EXP=t`.\n"
+    (results / "t.md").write_text("**T**\n\n| a |\n|---|\n| 1 |\n")
+    assert "Figures: none published yet" in results_section.subsection(spec, results, tmp_path)
+    (results / "t_figures").mkdir()
+    (results / "t_figures" / "trufl_d1_r10.png").write_bytes(b"")
+    text = results_section.subsection(spec, results, tmp_path)
+    assert "![trufl_d1_r10](experiments/results/t_figures/trufl_d1_r10.png)" in text and "none published" not in text

@@ -21,3 +21,10 @@ def test_replace_block_rewrites_only_its_body():
 def test_missing_block_is_a_clear_error():
     with pytest.raises(MissingBlockError, match="generated:results"):
         replace_block(TEXT, "results", "body")
+
+
+def test_readme_results_section_is_what_the_script_makes_from_the_committed_outputs():
+    from readme import README
+    from results_section import BLOCK, section
+
+    assert block(README.read_text(), BLOCK) == section()

@@ -154,7 +154,9 @@ def test_csv_metric_keys_are_exactly_the_contract(make_cfg, tmp_path):
     run(make_cfg(*toy("flow=trufl", "logger=csv", "trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.log_every_n_steps=5")))
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:
         header = set(next(csv.reader(f)))
-    assert header - {"epoch", "step"} == contract_keys()  # the toy samples too (support validity)
+    # the toy samples too (support validity); besides the contract, only the learning rate
+    # (callbacks.lr_monitor, named after the optimiser, AdamW)
+    assert header - {"epoch", "step"} == contract_keys() | {"lr-AdamW"}
 
 
 def test_nonfinite_loss_stops_with_step_term_and_checkpoint(make_cfg, tmp_path, monkeypatch):
@@ -235,6 +237,18 @@ def test_multirun_writes_one_results_file_and_one_wandb_run_per_job(tmp_path, da
         (table,) = run_dir.glob("files/media/table/samples_*.table.json")
         samples = json.loads((run_dir.parents[1] / "results.json").read_text())["samples"]
         assert [row[0] for row in json.loads(table.read_text())["data"]] == [s if isinstance(s, str) else str(s) for s in samples]
+    # one group, the sweep (relative to the launch directory), each run named by its overrides;
+    # the group choices in the config
+    from .wandb_records import of_type
+
+    headers = [of_type(r, "run")[0] for r in runs]
+    assert {h.run_group for h in headers} == {"sweep"}
+    overrides = [json.loads((r.parents[1] / "results.json").read_text())["choices"]["flow"] for r in runs]
+    assert [h.display_name.split(",")[0] for h in headers] == [f"flow={f}" for f in overrides]
+    assert all(f"hydra/launcher={launcher}" not in h.display_name and "experiment=toy" in h.display_name for h in headers)
+    for run_dir, flow in zip(runs, overrides):
+        (choices,) = [json.loads(i.value_json) for c in of_type(run_dir, "config") for i in c.update if i.key == "choices"]
+        assert choices["flow"] == flow and choices["hydra/launcher"] == launcher
     sync = subprocess.run(
         [sys.executable, "-m", "wandb", "sync", "--dry-run", *map(str, runs)], capture_output=True, text=True,
         env={**os.environ, "HOME": str(tmp_path)}, timeout=120,

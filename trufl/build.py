@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import LearningRateMonitor
 from torch import nn
 
 from .callbacks import progress_bar
@@ -73,6 +74,8 @@ def build_logger(cfg: DictConfig):
 
 def build_trainer(cfg: DictConfig, logger, root: str) -> pl.Trainer:
     callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
+    if logger is None:  # it has nowhere to log to (Lightning refuses it): logger=none keeps the default callbacks usable
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(progress_bar())
     return instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,

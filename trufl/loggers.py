@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import netrc
 import os
+from pathlib import Path
 from typing import Literal, get_args
 
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -35,6 +38,25 @@ def resolve_wandb_mode(mode: str = "auto") -> str:
     return "online" if wandb_api_key_configured() else "offline"
 
 
+#: W&B's limit on a group's length (longer groups are rejected by the server)
+MAX_GROUP_CHARS = 128
+
+
+def sweep_identity() -> tuple[str | None, str | None]:
+    """``(group, name)`` for a job of a Hydra multirun: the sweep directory (relative to
+    the launch directory when inside it; its last 128 characters) and the job's own
+    overrides (``flow=trufl,seed=1``). ``(None, None)`` for a single run or outside Hydra."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None, None
+    hydra = HydraConfig.get()
+    sweep = Path(hydra.sweep.dir).absolute()
+    try:
+        sweep = sweep.relative_to(Path(hydra.runtime.cwd).absolute())
+    except ValueError:
+        pass
+    return str(sweep)[-MAX_GROUP_CHARS:], ",".join(hydra.overrides.task) or None
+
+
 def wandb_logger(
     project: str = "trufl",
     save_dir: str = ".",
@@ -45,8 +67,11 @@ def wandb_logger(
     tags: list[str] | None = None,
 ) -> WandbLogger:
     """A Lightning W&B logger, offline when no API key is configured (sync later
-    with ``wandb sync <run dir>``)."""
+    with ``wandb sync <run dir>``). In a multirun, ``group`` defaults to the sweep and
+    ``name`` to the job's overrides (:func:`sweep_identity`), so a sweep's runs sit together."""
     resolved = resolve_wandb_mode(mode)
+    sweep_group, job_name = sweep_identity()
+    group, name = group or sweep_group, name or job_name
     os.makedirs(save_dir, exist_ok=True)
     return WandbLogger(
         project=project, save_dir=save_dir, name=name, group=group, entity=entity,
@@ -74,7 +99,47 @@ def log_summary(logger, results: dict) -> None:
             logger.experiment.summary[f"dequantiser/{k}"] = v
 
 
+@rank_zero_only
 def log_samples(logger, samples: list) -> None:
-    """Generated objects (rendered by the task: text, colourings, boards) as a W&B table."""
+    """Generated objects (rendered by the task: text, colourings, boards) as a W&B table
+    (``wandb.Table``, key ``samples``; one row per object, in results.json's order)."""
     if isinstance(logger, WandbLogger) and samples:
         logger.log_text(key="samples", columns=["sample"], data=[[s if isinstance(s, str) else str(s)] for s in samples])
+
+
+#: file suffixes W&B shows as images (a GIF animates) and as videos
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif"}
+VIDEO_SUFFIXES = {".mp4", ".webm", ".ogg"}
+
+
+@rank_zero_only
+def log_figures(logger, figures: dict[str, str | Path]) -> None:
+    """Figure files as W&B media, ``{key: path}`` (PNG/JPEG/GIF as images, MP4/WebM/OGG as
+    videos). Other loggers keep no media: the files stay where they were written."""
+    if not isinstance(logger, WandbLogger) or not figures:
+        return
+    import wandb
+
+    media = {}
+    for key, path in figures.items():
+        suffix = Path(path).suffix.lower()
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"figure {key!r}: no file {path}")
+        if suffix in IMAGE_SUFFIXES:
+            media[key] = wandb.Image(str(path))
+        elif suffix in VIDEO_SUFFIXES:
+            media[key] = wandb.Video(str(path))
+        else:
+            raise ValueError(f"figure {key!r}: {path} is not an image ({sorted(IMAGE_SUFFIXES)}) or video ({sorted(VIDEO_SUFFIXES)})")
+    logger.experiment.log(media)
+
+
+@rank_zero_only
+def log_results_artifact(logger, path: Path) -> None:
+    """``results.json`` as a W&B artifact of type ``results`` (named ``results-<run id>``)."""
+    if isinstance(logger, WandbLogger):
+        import wandb
+
+        artifact = wandb.Artifact(f"results-{logger.experiment.id}", type="results")
+        artifact.add_file(str(path), name=Path(path).name)
+        logger.experiment.log_artifact(artifact)

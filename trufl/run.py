@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.strategies.launchers import _SubprocessScriptLauncher
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -18,7 +19,8 @@ from . import results as res
 from .build import build, build_logger, build_model, build_trainer
 from .callbacks import LastCheckpoint
 from .config import ConfigError, to_container, validate_config
-from .loggers import close_loggers, log_samples, log_summary
+from .figures import run_figures
+from .loggers import close_loggers, log_figures, log_results_artifact, log_samples, log_summary
 from .metrics import contract_keys
 from .objective import renormalised_bound
 
@@ -76,8 +78,8 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
     logger = build_logger(cfg)
     trainer = state["trainer"] = build_trainer(cfg, logger, out)
     try:
-        if logger is not None:
-            logger.log_hyperparams(to_container(cfg))
+        if logger is not None:  # the resolved config, nested, plus the group choices (flow: trufl, …)
+            logger.log_hyperparams({**to_container(cfg), "choices": res.hydra_choices()})
         trainer.fit(module, datamodule=task, ckpt_path=cfg.ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
         for evaluate in (trainer.validate, trainer.test):  # the final weights (= last.ckpt); each stage resets callback_metrics
@@ -88,11 +90,21 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
             results = _finished_results(cfg, start, trainer, module, task, metrics)
             res.write(out / "results.json", results)
             res.report(results, out / "results.json")
-            log_summary(logger, results)
-            log_samples(logger, results["samples"])
+            _log_media(logger, results, out)
         return metrics
     finally:
         close_loggers([logger] if logger is not None else [])
+
+
+def _log_media(logger, results: dict, out: Path) -> None:
+    """What W&B shows beyond curves: the summary, the samples table, the run's figures
+    (drawn only for W&B) and results.json as an artifact."""
+    if not isinstance(logger, WandbLogger):
+        return
+    log_summary(logger, results)
+    log_samples(logger, results["samples"])
+    log_figures(logger, run_figures(results, out / "figures"))
+    log_results_artifact(logger, out / "results.json")
 
 
 def _checkpoints(trainer: pl.Trainer | None) -> dict:

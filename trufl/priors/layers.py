@@ -81,9 +81,10 @@ class MaskedLinear(nn.Linear):
     def __init__(self, in_features: int, out_features: int, mask: Tensor):
         super().__init__(in_features, out_features)
         self.register_buffer("mask", mask.float())
+        self.dense = bool(mask.all())  # e.g. every layer when D = 1: skip the product
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.weight * self.mask, self.bias)
+        return F.linear(x, self.weight if self.dense else self.weight * self.mask, self.bias)
 
 
 class MaskedHead(nn.Module):
@@ -95,9 +96,12 @@ class MaskedHead(nn.Module):
     the last dimension's features are never read (and not taken: with D = 1 the
     features may be None). ``hidden = 0`` is a linear readout (one masked layer, like a
     categorical model's softmax layer); otherwise two masked GELU layers with a residual.
+    ``zero_out``: zero output weights (the output starts at the bias for every input; no
+    gradient reaches the context until they move), else nn.Linear's small random ones.
     """
 
-    def __init__(self, context: int, dim: int, hidden: int, params_per_dim: int, features_per_dim: int = 1):
+    def __init__(self, context: int, dim: int, hidden: int, params_per_dim: int, features_per_dim: int = 1,
+                 zero_out: bool = True):
         super().__init__()
         if hidden < 0:
             raise ValueError(f"head width must be >= 0 (0: a linear readout), got {hidden}")
@@ -114,7 +118,8 @@ class MaskedHead(nn.Module):
             self.inp = MaskedLinear(n_in, hidden, hid_deg[:, None] >= in_deg[None, :])
             self.mid = MaskedLinear(hidden, hidden, hid_deg[:, None] >= hid_deg[None, :])
             self.out = MaskedLinear(hidden, dim * params_per_dim, out_deg[:, None] > hid_deg[None, :])
-        nn.init.zeros_(self.out.weight)
+        if zero_out:  # the output is the bias alone until the weights move
+            nn.init.zeros_(self.out.weight)
 
     def forward(self, h: Tensor, features: Tensor | None) -> Tensor:
         """h ``[..., H]``, features ``[..., D]`` or ``[..., D, F]`` (None if D = 1) → ``[..., D, P]``."""

@@ -53,8 +53,8 @@ test: ## fast test suite (a few minutes on 2 cores); no tests collected counts a
 test-slow: ## the slow tests (multi-seed learning targets; each experiments/ table at a tiny size)
 	$(PYTEST) -q -m slow; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-bench: ## speed benchmarks: step time vs a plain LSTM LM, sampling vs recomputation
-	$(PYTHON) scripts/bench.py
+bench: ## speed/memory table vs a plain LSTM LM (step, full loop, memory, sampling, IWBO, data); writes README's section
+	$(PYTHON) scripts/bench.py --write $(ARGS)
 
 clean: ## remove run outputs (not the data cache)
 	rm -rf outputs multirun

@@ -1,133 +1,434 @@
-"""Speed benchmarks, measured side by side in one run (DESIGN.md §7).
+"""Speed and memory benchmarks, measured side by side in one run (DESIGN.md §7).
 
-1. Training-step time of each dequantiser + AR-LSTM prior ÷ the categorical
-   baseline (``flow=categorical``: embedding → LSTM → softmax, the same width), on
-   the same batches of the embedded corpus (forward, backward and an Adam step).
-   Read it beside the bits-per-character gap of experiments/language_modelling.yaml.
-2. Sampling B sequences from the default prior (TRUFL D=1, decoded tokens, spline):
-   the stateful sampler at T = 64, 256, 1024 with its growth per 4× length, and ÷
-   naive recomputation (re-running the LSTM over the whole prefix for every token)
-   where that is affordable (T ≤ 256).
+Every model is built from the composed config exactly as ``train.py`` builds it
+(the contender's overrides on top of the defaults: B=32, T=128, hidden 256) and
+compared with the categorical baseline (``flow=categorical``: embedding → LSTM →
+softmax of the same width) on the same batches:
 
-    python scripts/bench.py [--hidden 256] [--batch 32] [--seq-len 128] [--steps 20] [--sample-batch 32]
+1. training step, isolated (forward, backward, Adam) — contenders interleaved
+   step by step (A B A B …), median (min–max) over the timed steps;
+2. training step in the full Lightning loop (``trainer.fit`` with the default
+   logging, NaN checks, gradient clipping, checkpoint callbacks and a CSV logger;
+   no validation inside the window): time between consecutive batch starts,
+   contenders interleaved run by run;
+3. peak memory (resident set, MiB) of a fresh process running training steps;
+4. sampling from the default prior at T = 64, 256, 1024 for B = 1 and 32: the
+   stateful sampler (T LSTM steps) against naive recomputation (the LSTM re-run
+   over the prefix for every token, where affordable), with growth per 4× length;
+5. evaluation throughput: test/iwbo_bits (k = 16) against the categorical
+   model's exact NLL, tokens per second;
+6. data generation: graph colouring (3-chromatic graphs + CP-SAT colourings) and
+   Sudoku (backtracking boards), objects per second on one core;
+
+then the other implementations' figures (measured elsewhere on this kind of
+machine) as marked reference rows. ``--write`` stores the tables in
+``experiments/results/bench.{md,json}`` and regenerates the README's performance
+section from them.
+
+    python scripts/bench.py [--steps 20] [--loop-steps 40] [--rounds 3] [--write]
+    make bench                                  # the same, with --write
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+import pytorch_lightning as pl
 import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 from rich.console import Console
-from rich.table import Table
 
-from trufl.build import prior_injections
-from trufl.categorical import CategoricalLSTM
-from trufl.data import TextDataModule
-from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser
-from trufl.latent import LatentVariableModel
-from trufl.objective import weighted_loss
-from trufl.priors import ARLSTMPrior
+from trufl.build import build, build_model, build_trainer
+from trufl.objective import iwbo, weighted_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from readme import update as update_readme  # noqa: E402
+
+RESULTS = ROOT / "experiments" / "results"
+BASELINE = "categorical LSTM"
+#: name -> overrides on the default job (flow=trufl, D=1, AR-LSTM prior reading decoded tokens, spline)
+CONTENDERS = {
+    BASELINE: ["flow=categorical"],
+    "TRUFL D=1, decoded + spline (default)": [],
+    "TRUFL D=3, latent + mixture (papers')": ["latent_dim=3", "prior.inputs=latent", "prior.transform=mixture"],
+    "TRUFL D=3, latent + mixture, no boundary gradient": ["latent_dim=3", "prior.inputs=latent", "prior.transform=mixture",
+                                                          "flow.boundary_gradient=none"],
+    "CatNF D=1, decoded + spline": ["flow=catnf"],
+    "CatNF D=3, latent + mixture (papers')": ["flow=catnf", "latent_dim=3", "prior.inputs=latent", "prior.transform=mixture"],
+    "Argmax binary D=5, decoded + spline": ["flow=argmax"],
+}
+#: priors to sample from: name -> (overrides, batch sizes; None: --sample-batches)
+SAMPLERS = {
+    "default: D=1, decoded + spline": ([], None),
+    "papers': D=3, latent + mixture": (["latent_dim=3", "prior.inputs=latent", "prior.transform=mixture"], [32]),
+}
+#: the reference implementations, measured elsewhere on this kind of machine (2 threads,
+#: B=32, T=128, hidden 256, 27 categories); from issue 12
+PEERS = {
+    "step": [
+        ("CatNF (reference code)", "2.48"),
+        ("Argmax flows (reference code)", "5.3 (11.7 with its 512-wide context LSTM)"),
+    ],
+    "memory": [("plain LSTM LM", "≈ 403"), ("CatNF (reference code)", "≈ 625"), ("Argmax flows (reference code)", "640–811")],
+    "sampling": [("Argmax flows (reference code)", {64: 5.5, 128: 18.1, 256: 76.7})],
+}
 
 
-def latent_lm(deq, hidden: int, **prior) -> LatentVariableModel:
-    """A dequantiser with an AR-LSTM prior, built as a run builds it (faces injected)."""
-    injected = prior_injections(ARLSTMPrior, deq, deq.num_categories)
-    return LatentVariableModel(deq, ARLSTMPrior(deq.dim, hidden=hidden, **injected, **prior))
+# -- configs and statistics -----------------------------------------------------
+def compose_cfg(overrides: list[str], out_dir: Path, data_dir: str | None) -> DictConfig:
+    """The job's config with ``overrides``, a CSV logger into ``out_dir``, no progress bar."""
+    fixed = ["logger=csv", f"paths.output_dir={out_dir}", "trainer.enable_progress_bar=false"]
+    if data_dir:
+        fixed.append(f"paths.data_dir={data_dir}")
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=[*fixed, *overrides])
 
 
-def models(hidden: int, K: int) -> dict:
-    """name -> model; the first is the reference (``flow=categorical``)."""
-    decoded_spline = dict(inputs="decoded", transform="spline")
-    return {
-        "categorical LSTM (flow=categorical)": CategoricalLSTM(K, hidden),
-        "TRUFL D=1, decoded + spline": latent_lm(TruflDequantiser(K, 1), hidden, **decoded_spline),
-        "TRUFL D=3, decoded + spline": latent_lm(TruflDequantiser(K, 3), hidden, **decoded_spline),
-        "TRUFL D=3, latent + mixture (papers')": latent_lm(TruflDequantiser(K, 3), hidden),
-        "TRUFL D=3, latent + mixture, no boundary grad": latent_lm(TruflDequantiser(K, 3, boundary_gradient="none"), hidden),
-        "CatNF D=1, decoded + spline": latent_lm(CatNFDequantiser(K, 1), hidden, **decoded_spline),
-        "Argmax binary D=5, decoded + spline": latent_lm(ArgmaxDequantiser(K), hidden, **decoded_spline),
-    }
+def stats(seconds: list[float]) -> dict:
+    """Median, min and max of a list of timings (seconds)."""
+    return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "n": len(seconds)}
 
 
-def step_fns(batches, hidden: int, K: int) -> dict:
-    """name -> a function running one optimisation step (forward, backward, Adam) on batch i."""
-    fns = {}
-    for name, model in models(hidden, K).items():
-        opt = torch.optim.Adam(model.parameters())
+def ms(s: dict) -> str:
+    return f"{1000 * s['median']:.1f} ({1000 * s['min']:.1f}–{1000 * s['max']:.1f})"
 
-        def step(i, model=model, opt=opt):
-            b = batches[i]
+
+def ratio(s: dict, ref: dict) -> str:
+    return f"{s['median'] / ref['median']:.2f}"
+
+
+@contextmanager
+def timer(out: list):
+    start = time.perf_counter()
+    yield
+    out.append(time.perf_counter() - start)
+
+
+# -- 1. isolated step -----------------------------------------------------------
+def task_and_module(cfg: DictConfig):
+    """The task (set up) and a freshly seeded LightningModule, as a run builds them."""
+    pl.seed_everything(cfg.seed, verbose=False)
+    task = build(cfg.dataset)
+    task.setup()
+    return task, build_model(cfg, task.num_categories)
+
+
+def isolated_steps(cfgs: dict[str, DictConfig], steps: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per optimisation step (forward, backward, Adam) of each model on the same
+    batches, interleaved step by step so load drift hits every model alike."""
+    fns, batches = {}, None
+    for name, cfg in cfgs.items():
+        task, module = task_and_module(cfg)
+        if batches is None:
+            loader = iter(task.train_dataloader())
+            batches = [next(loader) for _ in range(steps + warmup)]
+        model, opt = module.model, torch.optim.Adam(module.parameters(), lr=cfg.optim.lr)
+
+        def step(b, model=model, opt=opt):
             opt.zero_grad()
             weighted_loss(model.terms(b["x"], b["mask"]), b["mask"], 1.0, 1.0).backward()
             opt.step()
 
         fns[name] = step
-    return fns
-
-
-def time_steps(fns: dict, steps: int) -> dict:
-    """Interleave the models step by step so drift in machine load hits all alike."""
-    totals = dict.fromkeys(fns, 0.0)
-    for name, fn in fns.items():  # warm-up
-        fn(0)
-    for i in range(steps):
+    times = {name: [] for name in fns}
+    for i, b in enumerate(batches):
         for name, fn in fns.items():
-            start = time.perf_counter()
-            fn(i)
-            totals[name] += time.perf_counter() - start
-    return {k: v / steps for k, v in totals.items()}
+            if i < warmup:
+                fn(b)
+                continue
+            with timer(times[name]):
+                fn(b)
+    return times
+
+
+# -- 2. the full Lightning loop -------------------------------------------------
+class BatchStartTimes(pl.Callback):
+    """Time of every training batch start: consecutive differences are whole loop steps
+    (data loading, forward, backward, optimiser, logging, checks, callbacks)."""
+
+    def __init__(self):
+        self.starts: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.starts.append(time.perf_counter())
+
+
+def loop_steps(cfgs: dict[str, DictConfig], steps: int, rounds: int, warmup: int = 5) -> dict[str, list[float]]:
+    """Seconds per step of ``trainer.fit`` for each config; runs interleaved A B A B …
+    (``rounds`` fits per config, the first ``warmup`` steps of each discarded)."""
+    times = {name: [] for name in cfgs}
+    for _ in range(rounds):
+        for name, cfg in cfgs.items():
+            task, module = task_and_module(cfg)
+            timing = BatchStartTimes()
+            trainer = build_trainer(cfg, None, cfg.paths.output_dir)
+            trainer.callbacks.append(timing)
+            trainer.fit(module, datamodule=task)
+            gaps = [b - a for a, b in zip(timing.starts, timing.starts[1:])]
+            times[name].extend(gaps[warmup:])
+    return times
+
+
+def loop_overrides(steps: int) -> list[str]:
+    """A fit of ``steps`` steps with the default logging and checks, without validation
+    or the end-of-training checkpoint inside the timed window (the window ends at the
+    last batch start)."""
+    return [f"trainer.max_steps={steps}", "trainer.limit_val_batches=0", "trainer.val_check_interval=null",
+            "trainer.check_val_every_n_epoch=1"]
+
+
+# -- 3. peak memory ---------------------------------------------------------------
+def rss_mib() -> dict:
+    """Current and peak resident set of this process (MiB), from /proc where available."""
+    fields = {}
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+    peak = fields.get("VmHWM", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {"rss": fields.get("VmRSS", peak), "peak": peak}
+
+
+def memory_probe(name: str, steps: int, data_dir: str | None) -> dict:
+    """In this (fresh) process: resident set before the model and peak after ``steps``
+    training steps of contender ``name``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = compose_cfg(CONTENDERS[name], Path(tmp), data_dir)
+        task = build(cfg.dataset)
+        task.setup()
+        loader = iter(task.train_dataloader())
+        batches = [next(loader) for _ in range(steps)]
+        before = rss_mib()["rss"]
+        pl.seed_everything(cfg.seed, verbose=False)
+        module = build_model(cfg, task.num_categories)
+        opt = torch.optim.Adam(module.parameters())
+        for b in batches:
+            opt.zero_grad()
+            weighted_loss(module.model.terms(b["x"], b["mask"]), b["mask"], 1.0, 1.0).backward()
+            opt.step()
+    return {"before_model_mib": before, "peak_mib": rss_mib()["peak"]}
+
+
+def peak_memory(names: list[str], steps: int, data_dir: str | None) -> dict[str, dict]:
+    """Run :func:`memory_probe` for each contender in its own process."""
+    out = {}
+    for name in names:
+        cmd = [sys.executable, __file__, "--memory-probe", name, "--steps", str(steps)]
+        if data_dir:
+            cmd += ["--data-dir", data_dir]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        out[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
+
+
+# -- 4. sampling ------------------------------------------------------------------
+def sampling_times(model, lengths: list[int], batch_sizes: list[int], max_recompute: int, reps: int) -> list[dict]:
+    """Seconds to sample ``[B, T]`` latents from the prior: stateful and (T ≤ ``max_recompute``)
+    recomputing, interleaved, median of ``reps``; both agree (checked)."""
+    rows = []
+    model.prior.inverse(torch.zeros(2, 8, model.prior.dim), readout=model)  # warm-up
+    for B in batch_sizes:
+        previous = None
+        for T in lengths:
+            fast, slow = [], []
+            for _ in range(reps if T <= 256 else 1):
+                e = torch.logit(torch.rand(B, T, model.prior.dim).clamp(1e-4, 1 - 1e-4))
+                with timer(fast):
+                    z = model.prior.inverse(e, readout=model)
+                if T <= max_recompute:
+                    with timer(slow):
+                        z_ref = model.prior.inverse_recomputing(e, readout=model)
+                    if not torch.allclose(z, z_ref, atol=1e-3):
+                        raise AssertionError(f"stateful and recomputing samplers disagree at B={B} T={T}")
+            row = {"B": B, "T": T, "stateful": stats(fast), "recompute": stats(slow) if slow else None}
+            row["growth"] = row["stateful"]["median"] / previous if previous else None
+            previous = row["stateful"]["median"]
+            rows.append(row)
+    return rows
+
+
+# -- 5. evaluation throughput ------------------------------------------------------
+@torch.no_grad()
+def eval_throughput(cfgs: dict[str, DictConfig], k: int, num_batches: int) -> dict[str, dict]:
+    """Test tokens per second: the categorical model's exact NLL, the others' IWBO with
+    ``k`` importance samples (each a fresh z ~ q(z|x) and a prior density)."""
+    out = {}
+    for name, cfg in cfgs.items():
+        task, module = task_and_module(cfg)
+        model = module.model.eval()
+        batches = [b for _, b in zip(range(num_batches), task.test_dataloader())]
+        tokens = sum(int(b["mask"].sum()) for b in batches)
+        evaluate = (lambda b: model.terms(b["x"], b["mask"])) if name == BASELINE else (lambda b: iwbo(model, b["x"], b["mask"], k))
+        evaluate(batches[0])  # warm-up (allocator, first-call dispatch)
+        seconds = []
+        with timer(seconds):
+            for b in batches:
+                evaluate(b)
+        out[name] = {"tokens_per_s": tokens / seconds[0], "seconds": seconds[0], "tokens": tokens,
+                     "bound": "exact NLL" if name == BASELINE else f"IWBO k={k}"}
+    return out
+
+
+# -- 6. data generation ------------------------------------------------------------
+def data_generation(count: int) -> dict[str, dict]:
+    """Objects per second of the constrained tasks' generators on one process."""
+    from trufl.data.graphs import GraphColouringDataModule, generate_chunk
+    from trufl.data.sudoku import generate_boards
+
+    out = {}
+    generate_chunk(0, 1, 10, 20, (2.5, 4.5))  # warm-up: the solver's first call
+    for size, (lo, hi) in GraphColouringDataModule.SIZES.items():
+        seconds = []
+        with timer(seconds):
+            generate_chunk(0, count, lo, hi, (2.5, 4.5))
+        out[f"graph colouring {size} ({lo}–{hi} nodes)"] = {"per_s": count / seconds[0], "count": count}
+    seconds = []
+    with timer(seconds):
+        generate_boards(0, count)
+    out["Sudoku boards"] = {"per_s": count / seconds[0], "count": count}
+    return out
+
+
+# -- tables -------------------------------------------------------------------------
+def md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def render(r: dict) -> str:
+    """The markdown report (also the README's performance section)."""
+    a = r["args"]
+    ref_iso, ref_loop = r["isolated"][BASELINE], r["loop"][BASELINE]
+    ref_mem = r["memory"][BASELINE]["peak_mib"]
+    rows = []
+    for name in r["isolated"]:
+        iso, loop, mem = r["isolated"][name], r["loop"][name], r["memory"][name]
+        rows.append([name, ms(iso), ratio(iso, ref_iso), ms(loop), ratio(loop, ref_loop), f"{1 / loop['median']:.1f}",
+                     f"{mem['peak_mib']:.0f}", f"{mem['peak_mib'] / ref_mem:.2f}"])
+    for peer, step_ratio in PEERS["step"]:
+        rows.append([f"*{peer}: measured elsewhere on this kind of machine*", "", step_ratio, "", "", "", "", ""])
+    for peer, mib in PEERS["memory"]:
+        rows.append([f"*{peer}: measured elsewhere on this kind of machine*", "", "", "", "", "", mib, ""])
+    out = [
+        f"Measured {r['date']} on {r['machine']}, torch {r['torch']}, {r['threads']} threads; "
+        f"`{r['command']}` ({r['wall_s']:.0f} s). Medians (min–max) over {a['steps']} interleaved steps (isolated) and "
+        f"{a['rounds']} × {a['loop_steps'] - 5} steps (loop); B = {a['batch']}, T = {a['seq_len']}, hidden {a['hidden']}.",
+        "",
+        md_table(["model", "isolated ms/step", "÷ categorical", "full loop ms/step", "÷ categorical", "loop steps/s",
+                  "peak MiB", "÷ categorical"], rows),
+        "",
+        "Sampling B sequences of T tokens from the prior (TRUFL's AR-LSTM prior, untrained weights; decoding "
+        "included), seconds, median of repeats (one run at T = 1024; the recomputing sampler, O(T²), only up to T = 256):",
+        "",
+    ]
+    rows = []
+    for s in r["sampling"]:
+        rec = s["recompute"]
+        rows.append([s["prior"], str(s["B"]), str(s["T"]), f"{s['stateful']['median']:.3f}",
+                     f"{s['growth']:.2f}" if s["growth"] else "—",
+                     f"{1000 * s['stateful']['median'] / s['T']:.2f}",
+                     f"{rec['median']:.3f}" if rec else "—", f"{rec['median'] / s['stateful']['median']:.1f}" if rec else "—"])
+    for peer, by_t in PEERS["sampling"]:
+        for T, sec in by_t.items():
+            rows.append([f"*{peer}: elsewhere*", "32", str(T), f"{sec}", "", "", "", ""])
+    out += [md_table(["prior", "B", "T", "stateful s", "× previous T (4×)", "ms / token", "recompute s", "recompute ÷ stateful"], rows), ""]
+    ref_tps = r["eval"][BASELINE]["tokens_per_s"]
+    rows = [[name, e["bound"], f"{e['tokens_per_s']:.0f}", f"{ref_tps / e['tokens_per_s']:.2f}"] for name, e in r["eval"].items()]
+    out += ["Test-split evaluation throughput (one pass over the first batches, no gradients):", "",
+            md_table(["model", "bound", "tokens / s", "time ÷ categorical NLL"], rows), ""]
+    rows = [[name, f"{d['per_s']:.1f}", str(d["count"])] for name, d in r["data"].items()]
+    out += ["Data generation (one process; runs split across `dataset.workers` processes and are cached):", "",
+            md_table(["objects", "per second", "generated"], rows), ""]
+    return "\n".join(out)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [ln.split(":", 1)[1].strip() for ln in cpuinfo.read_text().splitlines() if ln.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores"
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--seq-len", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=20, help="timed isolated steps per model")
+    ap.add_argument("--loop-steps", type=int, default=40, help="steps per trainer.fit (the first 5 are not timed)")
+    ap.add_argument("--rounds", type=int, default=3, help="trainer.fit runs per model, interleaved")
+    ap.add_argument("--memory-steps", type=int, default=5)
     ap.add_argument("--sample-lengths", type=int, nargs="+", default=[64, 256, 1024])
-    ap.add_argument("--sample-batch", type=int, default=32)
+    ap.add_argument("--sample-batches", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--sample-reps", type=int, default=3)
     ap.add_argument("--max-recompute-length", type=int, default=256, help="longest T for the O(T²) reference sampler")
-    ap.add_argument("--data-dir", default="~/.cache/trufl")
+    ap.add_argument("--eval-batches", type=int, default=4)
+    ap.add_argument("--iw-samples", type=int, default=16)
+    ap.add_argument("--data-count", type=int, default=50, help="graphs / boards generated for the throughput")
+    ap.add_argument("--only", nargs="+", choices=list(CONTENDERS), help="a subset of contenders (the baseline is always in)")
+    ap.add_argument("--data-dir", default=None, help="data cache (default: paths.data_dir)")
+    ap.add_argument("--write", action="store_true", help="write experiments/results/bench.{md,json} and the README section")
+    ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    torch.manual_seed(0)
-    console = Console()
-
-    dm = TextDataModule(seq_len=args.seq_len, batch_size=args.batch, data_dir=args.data_dir)
-    loader = iter(dm.train_dataloader())
-    batches = [next(loader) for _ in range(args.steps)]
-    times = time_steps(step_fns(batches, args.hidden, dm.num_categories), args.steps)
-    base = next(iter(times.values()))
-    table = Table(title=f"training step, B={args.batch} T={args.seq_len} hidden={args.hidden}, {torch.get_num_threads()} threads")
-    for col in ("model", "ms / step", "÷ categorical LSTM"):
-        table.add_column(col, justify="right" if col != "model" else "left")
-    for name, t in times.items():
-        table.add_row(name, f"{1000 * t:.1f}", f"{t / base:.2f}")
-    console.print(table)
-
-    model = latent_lm(TruflDequantiser(dm.num_categories, 1), args.hidden, inputs="decoded", transform="spline").eval()
-    B = args.sample_batch
-    table = Table(title=f"sampling {B} sequences, the default prior (TRUFL D=1, decoded tokens, spline), hidden={args.hidden}")
-    for col in ("T", "stateful s", "× previous T", "recompute s", "recompute ÷ stateful", "stateful ms / token"):
-        table.add_column(col, justify="right")
-    previous = None
-    for T in args.sample_lengths:
-        e = torch.logit(torch.rand(B, T, 1).clamp(1e-4, 1 - 1e-4))
-        start = time.perf_counter()
-        fast = model.prior.inverse(e, readout=model)
-        t_fast = time.perf_counter() - start
-        growth = f"{t_fast / previous:.2f}" if previous else "—"
-        previous = t_fast
-        if T <= args.max_recompute_length:  # O(T²): the reference sampler
-            start = time.perf_counter()
-            slow = model.prior.inverse_recomputing(e, readout=model)
-            t_slow = time.perf_counter() - start
-            assert torch.allclose(fast, slow, atol=1e-3), "samplers disagree"
-            slow_cells = [f"{t_slow:.3f}", f"{t_slow / t_fast:.2f}"]
-        else:
-            slow_cells = ["—", "—"]
-        table.add_row(str(T), f"{t_fast:.3f}", growth, *slow_cells, f"{t_fast / T * 1000:.2f}")
-    console.print(table)
+    if args.memory_probe:
+        print(json.dumps(memory_probe(args.memory_probe, args.steps, args.data_dir)))
+        return
+    start, console = time.time(), Console()
+    names = [BASELINE] + [n for n in CONTENDERS if n != BASELINE and (not args.only or n in args.only)]
+    with tempfile.TemporaryDirectory() as tmp:
+        cfgs = {n: compose_cfg(CONTENDERS[n], Path(tmp) / str(i), args.data_dir) for i, n in enumerate(names)}
+        loop_cfgs = {n: compose_cfg(CONTENDERS[n] + loop_overrides(args.loop_steps), Path(tmp) / f"loop{i}", args.data_dir)
+                     for i, n in enumerate(names)}
+        console.print(f"[bold]1/6[/] isolated steps ({args.steps} per model, interleaved)")
+        isolated = isolated_steps(cfgs, args.steps)
+        console.print(f"[bold]2/6[/] full Lightning loop ({args.rounds} × {args.loop_steps} steps per model, interleaved)")
+        loop = loop_steps(loop_cfgs, args.loop_steps, args.rounds)
+        console.print("[bold]3/6[/] peak memory (a process per model)")
+        memory = peak_memory(names, args.memory_steps, args.data_dir)
+        console.print("[bold]4/6[/] sampling")
+        sampling = []
+        for prior, (overrides, batch_sizes) in SAMPLERS.items():
+            _, module = task_and_module(compose_cfg(overrides, Path(tmp) / "sampling", args.data_dir))
+            batch_sizes = args.sample_batches if batch_sizes is None else batch_sizes
+            rows = sampling_times(module.model.eval(), args.sample_lengths, batch_sizes, args.max_recompute_length, args.sample_reps)
+            sampling += [{"prior": prior, **row} for row in rows]
+        console.print("[bold]5/6[/] evaluation throughput")
+        evaluation = eval_throughput(cfgs, args.iw_samples, args.eval_batches)
+    console.print("[bold]6/6[/] data generation")
+    data = data_generation(args.data_count)
+    shown = " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write")
+    results = {
+        "args": {**vars(args), "batch": cfgs[BASELINE].dataset.batch_size, "seq_len": cfgs[BASELINE].dataset.seq_len,
+                 "hidden": cfgs[BASELINE].flow.hidden},
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "command": f"python scripts/bench.py {shown}".strip(),
+        "isolated": {n: stats(v) for n, v in isolated.items()}, "loop": {n: stats(v) for n, v in loop.items()},
+        "memory": memory, "sampling": sampling, "eval": evaluation, "data": data, "wall_s": time.time() - start,
+    }
+    report = render(results)
+    print(report)
+    if args.write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
+        (RESULTS / "bench.md").write_text(report + "\n")
+        update_readme("performance", report)
+        console.print(f"wrote {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'} and README.md's performance section")
 
 
 if __name__ == "__main__":

@@ -28,3 +28,10 @@ def test_readme_results_section_is_what_the_script_makes_from_the_committed_outp
     from results_section import BLOCK, section
 
     assert block(README.read_text(), BLOCK) == section()
+
+
+def test_readme_performance_section_is_the_committed_benchmark():
+    """The README's performance block is exactly what ``make bench`` last wrote."""
+    root = Path(__file__).resolve().parents[1]
+    bench = (root / "experiments" / "results" / "bench.md").read_text()
+    assert block((root / "README.md").read_text(), "performance") == bench

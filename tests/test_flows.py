@@ -94,7 +94,7 @@ CASES = {
     "prior_standard": lambda: prior_case(StandardLogisticPrior(3), (1, 4, 3)),
     "prior_ar_lstm": lambda: prior_case(ARLSTMPrior(3, hidden=16, head_hidden=16, num_mixtures=4), (1, 4, 3)),
     "prior_ar_lstm_spline": lambda: prior_case(ARLSTMPrior(2, hidden=16, head_hidden=16, transform="spline", num_bins=6), (1, 4, 2)),
-    "prior_ar_lstm_linear_head": lambda: prior_case(ARLSTMPrior(3, hidden=16, head_hidden=0, transform="spline", num_bins=6), (1, 4, 3)),
+    "prior_ar_lstm_linear_head": lambda: prior_case(ARLSTMPrior(3, hidden=16, head_hidden=8, head_layers=0, transform="spline", num_bins=6), (1, 4, 3)),
     "prior_set_coupling": lambda: prior_case(SetCouplingPrior(3, **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
     "prior_set_coupling_mix_dims": lambda: prior_case(SetCouplingPrior(3, mix_dims=True, **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
     "prior_graph_coupling": graph_prior,

@@ -132,7 +132,7 @@ RANGES: dict[str, Range | dict[type, Range]] = {
     "trainer.accumulate_grad_batches": COUNT, "trainer.num_nodes": COUNT,
     "trainer.reload_dataloaders_every_n_epochs": NONNEGATIVE, "trainer.devices": Range(-1),
     "logger.version": NONNEGATIVE,
-    "ARLSTMPrior.head_hidden": NONNEGATIVE,  # 0: a linear readout
+    "ARLSTMPrior.head_layers": NONNEGATIVE,  # 0: a linear readout
 }
 #: integer parameters named like this are counts (>= 1) unless RANGES says otherwise
 COUNT_NAMES = re.compile(r"^(num_\w+|\w+_size|\w*hidden|heads|\w*layers|\w*mixtures|\w*bins|\w*seq_len|dim|side|box|workers|steps)$")

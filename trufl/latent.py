@@ -50,9 +50,12 @@ class LatentVariableModel(nn.Module):
         deq = self.dequantiser
         ctx = self.context(x)
         z, log_q = deq.sample(x, ctx)
-        log_post = deq.decoder_log_prob(z, ctx)  # once: for the loss and for the metrics
+        log_post = deq.decoder_log_prob(z, ctx)  # once: for the loss, the metrics and decoding
         recon = deq.recon_log_prob(x, z, ctx, log_post=log_post)
-        log_p = self.prior.log_prob(z, mask, **self.prior_condition(cond))
+        readout = self
+        if self.context_encoder is None:  # decode(z) is the posterior's argmax: no second pass
+            readout = DecodedSample(self, z, deq.argmax_posterior(log_post.detach()))
+        log_p = self.prior.log_prob(z, mask, **{**self.prior_condition(cond), "readout": readout})
         log_post = log_post.detach()
         log_px = gather(log_post, x)
         correct = (log_post.argmax(-1) == x) & torch.isfinite(log_px)
@@ -124,3 +127,21 @@ class LatentVariableModel(nn.Module):
     def summary(self) -> dict:
         """Learned quantities for ``results.json`` (e.g. TRUFL's boxes)."""
         return self.dequantiser.summary()
+
+
+class DecodedSample:
+    """A model's readout (:class:`~trufl.priors.base.Decoding`) that already knows
+    ``decode(z)`` for one tensor ``z`` (the sample of :meth:`LatentVariableModel.terms`);
+    anything else is passed to the model."""
+
+    def __init__(self, model: LatentVariableModel, z: Tensor, tokens: Tensor):
+        self.model, self.z, self.tokens = model, z, tokens
+
+    def decode(self, z: Tensor) -> Tensor:
+        return self.tokens if z is self.z else self.model.decode(z)
+
+    def decode_step(self, z_t: Tensor, state=None) -> tuple[Tensor, tuple]:
+        return self.model.decode_step(z_t, state)
+
+    def faces(self) -> Tensor | None:
+        return self.model.faces()

@@ -53,9 +53,14 @@ class Dequantiser(nn.Module):
 
     def decode(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """Argmax of the decoder ``[...]``; :attr:`INVALID` where z is in no support."""
-        log_p = self.decoder_log_prob(z, context)
-        k = log_p.argmax(dim=-1)
-        return torch.where(torch.isfinite(log_p).any(dim=-1), k, torch.full_like(k, self.INVALID))
+        return self.argmax_posterior(self.decoder_log_prob(z, context))
+
+    @classmethod
+    def argmax_posterior(cls, log_post: Tensor) -> Tensor:
+        """Categories ``[...]`` from the decoder ``log_post [..., K]``: the argmax, or
+        :attr:`INVALID` where every category is impossible."""
+        k = log_post.argmax(dim=-1)
+        return torch.where(torch.isfinite(log_post).any(dim=-1), k, torch.full_like(k, cls.INVALID))
 
     def in_support(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """``[...]`` bool: z lies in the support of some category."""

@@ -170,8 +170,10 @@ class TruflDequantiser(Dequantiser):
     def per_dim(self, z: Tensor, box: Boxes) -> tuple[Tensor, Tensor]:
         """Finite per-dimension log densities and memberships of ``z [..., D]``, each ``[..., K, D]``."""
         zk = z.unsqueeze(-2)
-        e = (zk - box.loc) * torch.exp(-box.log_s)
-        log_d = logistic_log_pdf(e) - box.log_s - box.log_w
+        if self.location_scale:
+            log_d = logistic_log_pdf((zk - box.loc) * torch.exp(-box.log_s)) - box.log_s - box.log_w
+        else:  # a shared base: one logistic density per token, not per category
+            log_d = logistic_log_pdf(zk) - box.log_w
         member = (zk >= box.zlo) & (zk <= box.zhi)
         return log_d, member
 

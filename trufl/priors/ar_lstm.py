@@ -55,7 +55,8 @@ class ARLSTMPrior(LogisticBaseFlow):
     num_layers: LSTM layers.
     num_mixtures: logistic components per CDF layer (``transform=mixture``).
     num_flows: CDF layers per element (``transform=mixture``).
-    head_hidden: width of the masked head; 0: a linear readout of the LSTM state.
+    head_hidden: width of the masked head.
+    head_layers: its hidden layers (0: a linear readout of the LSTM state).
     dropout: between LSTM layers.
     inputs: ``latent | decoded | both`` (module docstring).
     embed_dim: width of the embedding of decoded tokens.
@@ -79,6 +80,7 @@ class ARLSTMPrior(LogisticBaseFlow):
         num_mixtures: int = 8,
         num_flows: int = 2,
         head_hidden: int = 128,
+        head_layers: int = 2,
         dropout: float = 0.0,
         inputs: Inputs = "latent",
         embed_dim: int = 64,
@@ -110,11 +112,11 @@ class ARLSTMPrior(LogisticBaseFlow):
             n_bins = num_bins + num_faces
             # small random output weights, zero bias: near the standard logistic, and the LSTM learns
             # from the first step (zero weights cut its gradient: val 1.640 vs 1.576 bits/char after 1500 steps)
-            self.head = MaskedHead(hidden, dim, head_hidden, n_bins, features_per_dim=n_bins, zero_out=False)
+            self.head = MaskedHead(hidden, dim, head_hidden, n_bins, features_per_dim=n_bins, zero_out=False, layers=head_layers)
             nn.init.zeros_(self.head.out.bias)
         else:
             self.transform = MixtureLogisticCDF(num_mixtures)
-            self.head = MaskedHead(hidden, dim, head_hidden, num_flows * self.transform.num_params)
+            self.head = MaskedHead(hidden, dim, head_hidden, num_flows * self.transform.num_params, layers=head_layers)
             with torch.no_grad():  # spread the initial mixture means so components differ
                 bias = self.head.out.bias.view(dim, num_flows, self.transform.num_params)
                 bias[..., num_mixtures : 2 * num_mixtures] = torch.linspace(-2, 2, num_mixtures)

@@ -94,30 +94,27 @@ class MaskedHead(nn.Module):
     ``features_per_dim``; plain z is ``F = 1``); output ``[..., D, P]``: the output
     for dimension d sees the context and the features of dimensions ``< d`` only, so
     the last dimension's features are never read (and not taken: with D = 1 the
-    features may be None). ``hidden = 0`` is a linear readout (one masked layer, like a
-    categorical model's softmax layer); otherwise two masked GELU layers with a residual.
+    features may be None). ``layers`` masked GELU layers of width ``hidden`` (the second
+    and later with a residual) before the masked output layer; 0 is a linear readout
+    (like a categorical model's softmax layer).
     ``zero_out``: zero output weights (the output starts at the bias for every input; no
     gradient reaches the context until they move), else nn.Linear's small random ones.
     """
 
     def __init__(self, context: int, dim: int, hidden: int, params_per_dim: int, features_per_dim: int = 1,
-                 zero_out: bool = True):
+                 zero_out: bool = True, layers: int = 2):
         super().__init__()
-        if hidden < 0:
-            raise ValueError(f"head width must be >= 0 (0: a linear readout), got {hidden}")
+        if hidden < 1 or layers < 0:
+            raise ValueError(f"head width must be >= 1 and its layers >= 0, got width {hidden}, layers {layers}")
         self.dim, self.params_per_dim = dim, params_per_dim
         feature_deg = torch.arange(1, dim).repeat_interleave(features_per_dim)  # dims 1..D-1 (the last is never read)
         in_deg = torch.cat([torch.zeros(context), feature_deg])  # context: degree 0
         out_deg = torch.arange(dim).repeat_interleave(params_per_dim) + 1  # dim d has degree d+1
-        n_in = context + (dim - 1) * features_per_dim
-        if hidden == 0:
-            self.inp = self.mid = None
-            self.out = MaskedLinear(n_in, dim * params_per_dim, out_deg[:, None] > in_deg[None, :])
-        else:
-            hid_deg = torch.arange(hidden) % max(dim, 1)  # degrees 0..D-1
-            self.inp = MaskedLinear(n_in, hidden, hid_deg[:, None] >= in_deg[None, :])
-            self.mid = MaskedLinear(hidden, hidden, hid_deg[:, None] >= hid_deg[None, :])
-            self.out = MaskedLinear(hidden, dim * params_per_dim, out_deg[:, None] > hid_deg[None, :])
+        hid_deg = torch.arange(hidden) % max(dim, 1)  # degrees 0..D-1
+        self.inp = MaskedLinear(context + (dim - 1) * features_per_dim, hidden, hid_deg[:, None] >= in_deg[None, :]) if layers else None
+        self.mid = nn.ModuleList(MaskedLinear(hidden, hidden, hid_deg[:, None] >= hid_deg[None, :]) for _ in range(layers - 1))
+        last_deg = hid_deg if layers else in_deg
+        self.out = MaskedLinear(last_deg.numel(), dim * params_per_dim, out_deg[:, None] > last_deg[None, :])
         if zero_out:  # the output is the bias alone until the weights move
             nn.init.zeros_(self.out.weight)
 
@@ -130,5 +127,6 @@ class MaskedHead(nn.Module):
             a = torch.cat([h, features[..., : self.dim - 1, :].reshape(*lead, -1)], dim=-1)
         if self.inp is not None:
             a = F.gelu(self.inp(a))
-            a = F.gelu(self.mid(a)) + a
+        for layer in self.mid:
+            a = F.gelu(layer(a)) + a
         return self.out(a).view(*lead, self.dim, self.params_per_dim)

@@ -80,9 +80,20 @@ def provenance(name: str, results: Path, md: str) -> list[str]:
 
 
 def figures(name: str, results: Path, readme_dir: Path) -> list[str]:
-    """Markdown images of the experiment's published PNGs, linked relative to the README."""
-    pngs = [results / f"{name}_curves.png"] + sorted((results / f"{name}_figures").glob("*.png"))
-    return [f"![{p.stem}]({Path(os.path.relpath(p, readme_dir)).as_posix()})" for p in pngs if p.is_file()]
+    """The experiment's published figures, linked relative to the README: its curves at full
+    width, then the per-run figures as one line of thumbnails (each opening its animation
+    when there is one)."""
+    rel = lambda p: Path(os.path.relpath(p, readme_dir)).as_posix()  # noqa: E731
+    curves = results / f"{name}_curves.png"
+    out = [f"![{curves.stem}]({rel(curves)})"] if curves.is_file() else []
+    thumbs = []
+    for png in sorted((results / f"{name}_figures").glob("*.png")):
+        gif = png.with_suffix(".gif")
+        img = f'<img src="{rel(png)}" width="220" alt="{png.stem}" title="{png.stem}">'
+        thumbs.append(f'<a href="{rel(gif)}">{img}</a>' if gif.is_file() else img)
+    if thumbs:
+        out.append(" ".join(thumbs))
+    return out
 
 
 def subsection(spec_path: Path, results: Path, readme_dir: Path) -> str:

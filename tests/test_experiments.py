@@ -215,5 +215,13 @@ def test_results_section_links_published_figures_and_says_when_none_were(tmp_pat
     assert "Figures: none published yet" in results_section.subsection(spec, results, tmp_path)
     (results / "t_figures").mkdir()
     (results / "t_figures" / "trufl_d1_r10.png").write_bytes(b"")
+    (results / "t_figures" / "catnf_d1_r1.png").write_bytes(b"")
+    (results / "t_figures" / "catnf_d1_r1.gif").write_bytes(b"")
+    (results / "t_curves.png").write_bytes(b"")
     text = results_section.subsection(spec, results, tmp_path)
-    assert "![trufl_d1_r10](experiments/results/t_figures/trufl_d1_r10.png)" in text and "none published" not in text
+    assert "none published" not in text
+    assert "![t_curves](experiments/results/t_curves.png)" in text
+    thumbs = ('<a href="experiments/results/t_figures/catnf_d1_r1.gif"><img src="experiments/results/t_figures/catnf_d1_r1.png" '
+              'width="220" alt="catnf_d1_r1" title="catnf_d1_r1"></a> <img src="experiments/results/t_figures/trufl_d1_r10.png" '
+              'width="220" alt="trufl_d1_r10" title="trufl_d1_r10">')
+    assert thumbs in text  # one line, each opening its animation when there is one

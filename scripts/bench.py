@@ -65,6 +65,7 @@ BASELINE = "categorical LSTM"
 CONTENDERS = {
     BASELINE: ["flow=categorical"],
     "TRUFL D=1, decoded + spline (default)": [],
+    "TRUFL D=1, linear head (prior.head_layers=0)": ["prior.head_layers=0"],
     "TRUFL D=3, latent + mixture (papers')": ["latent_dim=3", "prior.inputs=latent", "prior.transform=mixture"],
     "TRUFL D=3, latent + mixture, no boundary gradient": ["latent_dim=3", "prior.inputs=latent", "prior.transform=mixture",
                                                           "flow.boundary_gradient=none"],

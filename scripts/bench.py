@@ -422,12 +422,12 @@ def main(argv=None) -> None:
         "isolated": {n: stats(v) for n, v in isolated.items()}, "loop": {n: stats(v) for n, v in loop.items()},
         "memory": memory, "sampling": sampling, "eval": evaluation, "data": data, "wall_s": time.time() - start,
     }
-    report = render(results)
+    report = render(results).rstrip("\n") + "\n"  # as the README block stores it
     print(report)
     if args.write:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
-        (RESULTS / "bench.md").write_text(report + "\n")
+        (RESULTS / "bench.md").write_text(report)
         update_readme("performance", report)
         console.print(f"wrote {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'} and README.md's performance section")
 

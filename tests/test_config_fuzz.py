@@ -44,7 +44,7 @@ BAD_NUMBERS = {
     "prior.embed_dim": [0, -4], "prior.num_bins": [0, -2],
     **{f"prior.{k}": [0, -3] for k in ("hidden", "num_layers", "num_mixtures", "head_hidden", "heads",
                                          "transformer_layers", "side", "box")},
-    "prior.num_flows": [-1], "prior.dropout": [1.0, -0.1, 1.5],
+    "prior.num_flows": [-1], "prior.head_layers": [-1], "prior.dropout": [1.0, -0.1, 1.5],
     "context.dim": [0, -2], "context.hidden": [0, -1],
     # schedules: a warm-up over 0 steps divides by 0; factors must stay weights
     "weighting.steps": [0, -10], "weighting/kl_warmup.start": [-0.1, 1.5], "weighting/recon_decay.start": [-1.0],

@@ -4,6 +4,7 @@ the local parallel launcher and the table has a row per flow with no empty cells
 from __future__ import annotations
 
 import csv
+import math
 import json
 import os
 import subprocess
@@ -63,15 +64,19 @@ def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
         header, *rows = list(csv.reader(f))
     measured = [r for r in rows if r[header.index("seeds")] != "—"]
     flows = set(spec["sweep"]["flow"])
-    datasets = spec["sweep"].get("dataset", ["toy"])
-    weights = spec["sweep"]["recon_weight"] if isinstance(spec["sweep"].get("recon_weight"), list) else [None]
-    assert len(measured) == len(flows) * len(datasets) * len(weights)
+    axes = [spec["sweep"].get(key, [None]) for key in spec["rows"]]  # a row per combination of the row keys
+    assert len(measured) == math.prod(len(v) if isinstance(v, list) else 1 for v in axes)
     assert {r[header.index("flow")] for r in measured} == flows
     seeds = spec["sweep"]["seed"]
     assert {r[header.index("seeds")] for r in measured} == {str(len(seeds))}
     widths = header[-2:] if spec.get("widths") else []  # the learned boxes' mass: only flows with boxes have it
+    # an impossible log Z (no prior sample inside the support, likely for an untrained model at this
+    # size) leaves the renormalised bound empty, as results.json says; nothing else may be empty
+    no_log_z = {json.loads(p.read_text())["choices"]["flow"] for p in out.glob("runs/*/results.json")
+                if "unavailable" in json.loads(p.read_text()).get("log_Z", {})}
     for r in measured:
-        assert all(cell not in ("", "—", "nan") for col, cell in zip(header, r) if col not in widths), r
+        skip = set(widths) | ({c for c in header if "renormalised" in c} if r[header.index("flow")] in no_log_z else set())
+        assert all(cell not in ("", "—", "nan") for col, cell in zip(header, r) if col not in skip), r
         has_boxes = r[header.index("flow")] == "trufl"
         assert all((r[header.index(col)] != "—") == has_boxes for col in widths), r
         for col, cell in zip(header, r):

@@ -52,10 +52,7 @@ class LatentVariableModel(nn.Module):
         z, log_q = deq.sample(x, ctx)
         log_post = deq.decoder_log_prob(z, ctx)  # once: for the loss, the metrics and decoding
         recon = deq.recon_log_prob(x, z, ctx, log_post=log_post)
-        readout = self
-        if self.context_encoder is None:  # decode(z) is the posterior's argmax: no second pass
-            readout = DecodedSample(self, z, deq.argmax_posterior(log_post.detach()))
-        log_p = self.prior.log_prob(z, mask, **{**self.prior_condition(cond), "readout": readout})
+        log_p = self.prior.log_prob(z, mask, **self.prior_condition(cond, self._decoded_sample(z, log_post)))
         log_post = log_post.detach()
         log_px = gather(log_post, x)
         correct = (log_post.argmax(-1) == x) & torch.isfinite(log_px)
@@ -66,14 +63,23 @@ class LatentVariableModel(nn.Module):
         ``z ~ q(z|x)``: an importance weight of the IWBO."""
         deq = self.dequantiser
         z, log_q = deq.sample(x, ctx)
-        log_px = gather(deq.decoder_log_prob(z, ctx), x)
-        per_token = log_px + self.prior.log_prob(z, mask, **self.prior_condition(cond)) - log_q
+        log_post = deq.decoder_log_prob(z, ctx)
+        log_p = self.prior.log_prob(z, mask, **self.prior_condition(cond, self._decoded_sample(z, log_post)))
+        per_token = gather(log_post, x) + log_p - log_q
         return torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1)
 
-    def prior_condition(self, cond: dict | None) -> dict:
+    def _decoded_sample(self, z: Tensor, log_post: Tensor) -> "DecodedSample | None":
+        """A readout that knows decode(z) from the posterior already computed for z (its
+        argmax), so the prior does not decode z again; None with a context (decoding then
+        runs left to right on decoded tokens, not on x's context)."""
+        if self.context_encoder is not None:
+            return None
+        return DecodedSample(self, z, log_post)
+
+    def prior_condition(self, cond: dict | None, readout=None) -> dict:
         """What the prior is given besides z: the task's condition (e.g. a graph) and
-        this model as ``readout`` (decoding and box faces, functions of z only)."""
-        return {**(cond or {}), "readout": self}
+        ``readout`` (decoding and box faces, functions of z only; default this model)."""
+        return {**(cond or {}), "readout": readout if readout is not None else self}
 
     @torch.no_grad()
     def decode_step(self, z_t: Tensor, state=None) -> tuple[Tensor, tuple]:
@@ -130,15 +136,17 @@ class LatentVariableModel(nn.Module):
 
 
 class DecodedSample:
-    """A model's readout (:class:`~trufl.priors.base.Decoding`) that already knows
-    ``decode(z)`` for one tensor ``z`` (the sample of :meth:`LatentVariableModel.terms`);
-    anything else is passed to the model."""
+    """A model's readout (:class:`~trufl.priors.base.Decoding`) that decodes one tensor
+    ``z`` (the sample of :meth:`LatentVariableModel.terms`) from its posterior ``log_post``
+    ``[..., K]``, already computed, when the prior asks; anything else goes to the model."""
 
-    def __init__(self, model: LatentVariableModel, z: Tensor, tokens: Tensor):
-        self.model, self.z, self.tokens = model, z, tokens
+    def __init__(self, model: LatentVariableModel, z: Tensor, log_post: Tensor):
+        self.model, self.z, self.log_post = model, z, log_post
 
     def decode(self, z: Tensor) -> Tensor:
-        return self.tokens if z is self.z else self.model.decode(z)
+        if z is not self.z:
+            return self.model.decode(z)
+        return self.model.dequantiser.argmax_posterior(self.log_post.detach())
 
     def decode_step(self, z_t: Tensor, state=None) -> tuple[Tensor, tuple]:
         return self.model.decode_step(z_t, state)

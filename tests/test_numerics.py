@@ -53,34 +53,45 @@ def z_probe(seed: int, dim: int) -> torch.Tensor:
     return z
 
 
-def check_samples_in_own_support(deq, seed: int, atol: float = 1e-3) -> None:
-    """Samples of every category: in their own support, log q finite and equal to
-    ``log_prob_all`` at z (to ``atol`` plus float32 rounding), gradients of log q finite."""
+def sample_violations(deq, seed: int, atol: float = 1e-3) -> list[str]:
+    """What is wrong with samples of every category (empty: nothing): each must lie in its
+    own support with log q finite and equal to ``log_prob_all`` at z (to ``atol`` plus
+    float32 rounding), and the gradients of log q must be finite."""
     torch.manual_seed(seed)
     x = torch.arange(deq.num_categories).repeat_interleave(N)
     z, log_q = deq.sample(x)
-    assert torch.isfinite(z).all() and torch.isfinite(log_q).all(), (z[~torch.isfinite(z)], log_q)
+    if not (torch.isfinite(z).all() and torch.isfinite(log_q).all()):
+        return [f"non-finite samples or log q: z={z[~torch.isfinite(z)][:3].tolist()}"]
     own = deq.log_prob_all(z).gather(-1, x.unsqueeze(-1)).squeeze(-1)
     outside = ~torch.isfinite(own)
-    assert not outside.any(), f"{int(outside.sum())} samples outside their own support, e.g. x={x[outside][:3].tolist()} z={z[outside][:3].tolist()}"
-    assert torch.allclose(own, log_q, rtol=1e-4, atol=atol + 1e-4 * log_q.abs().max().item()), (own - log_q).abs().max()
+    if outside.any():
+        return [f"{int(outside.sum())} samples outside their own support, e.g. x={x[outside][:3].tolist()} z={z[outside][:3].tolist()}"]
+    problems = []
+    if not torch.allclose(own, log_q, rtol=1e-4, atol=atol + 1e-4 * log_q.abs().max().item()):
+        problems.append(f"log q differs from log_prob_all by {(own - log_q).abs().max().item():.3g}")
     deq.zero_grad()
     log_q.sum().backward()
     bad = [n for n, p in deq.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
-    assert not bad, f"non-finite gradients of log q for {bad}"
+    return problems + ([f"non-finite gradients of log q for {bad}"] if bad else [])
 
 
-def check_log_prob_all(deq, z: torch.Tensor, inside: torch.Tensor) -> None:
-    """``log_prob_all(z) [n, K]``: finite where ``inside``, exactly -inf elsewhere; finite gradients."""
+def log_prob_violations(deq, z: torch.Tensor, inside: torch.Tensor) -> list[str]:
+    """What is wrong with ``log_prob_all(z) [n, K]`` (empty: nothing): it must be finite where
+    ``inside``, exactly -inf elsewhere, never NaN or +inf, with finite gradients."""
     z = z.clone().requires_grad_(True)
     log_q = deq.log_prob_all(z)
-    assert not torch.isnan(log_q).any() and not (log_q == math.inf).any()
-    assert torch.isfinite(log_q[inside]).all(), z[(inside & ~torch.isfinite(log_q)).any(-1)][:3]
-    assert (log_q[~inside] == -math.inf).all(), z[(~inside & torch.isfinite(log_q)).any(-1)][:3]
+    problems = []
+    if torch.isnan(log_q).any() or (log_q == math.inf).any():
+        problems.append("NaN or +inf in log_prob_all")
+    if not torch.isfinite(log_q[inside]).all():
+        problems.append(f"-inf inside a support at z={z[(inside & ~torch.isfinite(log_q)).any(-1)][:3].tolist()}")
+    if not (log_q[~inside] == -math.inf).all():
+        problems.append(f"finite outside every support at z={z[(~inside & torch.isfinite(log_q)).any(-1)][:3].tolist()}")
     deq.zero_grad()
     torch.where(inside, log_q, torch.zeros_like(log_q)).sum().backward()
-    assert torch.isfinite(z.grad).all()
-    assert all(torch.isfinite(p.grad).all() for p in deq.parameters() if p.grad is not None)
+    if not (torch.isfinite(z.grad).all() and all(torch.isfinite(p.grad).all() for p in deq.parameters() if p.grad is not None)):
+        problems.append("non-finite gradients")
+    return problems
 
 
 @SETTINGS
@@ -95,12 +106,14 @@ def test_trufl_at_extreme_boxes_and_scales(bounds, location_scale, loc, scale, s
     if location_scale:
         set_(deq.loc, loc)
         set_(deq.raw_log_scale, scale)
-    check_samples_in_own_support(deq, seed)
+    problems = sample_violations(deq, seed)
+    assert not problems, problems
     box = deq.boxes()
     z = torch.cat([z_probe(seed, D), box.zlo.reshape(-1, D), box.zhi.reshape(-1, D)]).detach()
     zk = z.unsqueeze(-2).double()  # membership, computed here in float64 from the reported bounds
     inside = ((zk >= box.zlo.double()) & (zk <= box.zhi.double())).all(-1)
-    check_log_prob_all(deq, z, inside)
+    problems = log_prob_violations(deq, z, inside)
+    assert not problems, problems
 
 
 @SETTINGS
@@ -109,9 +122,11 @@ def test_catnf_at_scale_clamps_and_far_locations(loc, scale, seed):
     deq = CatNFDequantiser(K, dim=D)
     set_(deq.loc, loc)
     set_(deq.raw_log_scale, scale)
-    check_samples_in_own_support(deq, seed)
+    problems = sample_violations(deq, seed)
+    assert not problems, problems
     z = z_probe(seed, D)
-    check_log_prob_all(deq, z, torch.ones(len(z), K, dtype=torch.bool))  # support: all of R^D
+    problems = log_prob_violations(deq, z, torch.ones(len(z), K, dtype=torch.bool))  # support: all of R^D
+    assert not problems, problems
 
 
 @SETTINGS
@@ -127,18 +142,21 @@ def test_argmax_with_far_negative_means_and_scale_clamps(variant, k, mean, sprea
     set_(deq.raw_log_std, torch.full(deq.raw_log_std.shape, scale))
     # one-hot: the gaps top - z_j are rounded at top's float32 spacing (6e-5 at |u| = 1000),
     # a relative error of 1% on a gap of softplus(-5): log q agrees to ~1e-4·|mean| there
-    check_samples_in_own_support(deq, seed, atol=1e-3 + 1e-4 * abs(mean))
+    problems = sample_violations(deq, seed, atol=1e-3 + 1e-4 * abs(mean))
+    assert not problems, problems
     z = z_probe(seed, deq.dim)
     code = deq.code(z)
     own = torch.nn.functional.one_hot(code.clamp_max(k - 1), k).bool() & (code < k).unsqueeze(-1)
-    check_log_prob_all(deq, z, own)
+    problems = log_prob_violations(deq, z, own)
+    assert not problems, problems
 
 
 def test_trufl_sample_at_a_box_touching_one_stays_below_one():
     """A 1e-6-wide box against CDF 1: logit(a + w·u) must not round to +inf."""
     deq = TruflDequantiser(2, dim=1)
     set_(deq.bound_logits, torch.tensor([[[0.5, 0.5 - 1e-6, 1e-6]], [[1 - 2e-6, 1e-6, 1e-6]]]).log())
-    check_samples_in_own_support(deq, 0)
+    problems = sample_violations(deq, 0)
+    assert not problems, problems
     assert torch.isfinite(deq.boxes().zhi).all()
 
 
@@ -148,6 +166,7 @@ def test_argmax_binary_code_survives_softplus_underflow(u):
     deq = ArgmaxDequantiser(4, variant="binary")
     set_(deq.mean, torch.full((4, 2), u))
     set_(deq.raw_log_std, torch.full((4, 2), -1e3))
-    check_samples_in_own_support(deq, 0)
+    problems = sample_violations(deq, 0)
+    assert not problems, problems
     x = torch.arange(4).repeat_interleave(N)
     assert (deq.decode(deq.sample(x)[0]) == x).all()

@@ -187,11 +187,11 @@ class SupportHistory(pl.Callback):
     def _render(self, wandb_loggers: list[WandbLogger]) -> None:
         """Draw ``support.gif`` and ``support.png`` beside the history; log them as W&B media."""
         from .animation import animate
+        from .loggers import log_figures
 
         gif, png = animate(self.path, self.path.parent)
         for logger in wandb_loggers:
-            logger.log_video("support/animation", [str(gif)], format=["gif"])
-            logger.log_image("support/final", [str(png)])
+            log_figures(logger, {"support/animation": gif, "support/final": png})
         log.info("support animation: %s, final frame: %s", gif, png)
 
 

@@ -59,6 +59,7 @@ from trufl.objective import iwbo, weighted_loss
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from readme import update as update_readme  # noqa: E402
+from tables import markdown  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 BASELINE = "categorical LSTM"
@@ -309,11 +310,6 @@ def data_generation(count: int) -> dict[str, dict]:
 
 
 # -- tables -------------------------------------------------------------------------
-def md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-
-
 def render(r: dict) -> str:
     """The markdown report (also the README's performance section)."""
     a = r["args"]
@@ -333,7 +329,7 @@ def render(r: dict) -> str:
         f"`{r['command']}` ({r['wall_s']:.0f} s). Medians (min–max) over {a['steps']} interleaved steps (isolated) and "
         f"{a['rounds']} × {a['loop_steps'] - 5} steps (loop); B = {a['batch']}, T = {a['seq_len']}, hidden {a['hidden']}.",
         "",
-        md_table(["model", "isolated ms/step", "÷ categorical", "full loop ms/step", "÷ categorical", "loop steps/s",
+        markdown(["model", "isolated ms/step", "÷ categorical", "full loop ms/step", "÷ categorical", "loop steps/s",
                   "peak MiB", "÷ categorical"], rows),
         "",
         "Sampling B sequences of T tokens from the prior (TRUFL's AR-LSTM prior, untrained weights; decoding "
@@ -350,14 +346,14 @@ def render(r: dict) -> str:
     for peer, by_t in PEERS["sampling"]:
         for T, sec in by_t.items():
             rows.append([f"*{peer}: elsewhere*", "32", str(T), f"{sec}", "", "", "", ""])
-    out += [md_table(["prior", "B", "T", "stateful s", "× previous T (4×)", "ms / token", "recompute s", "recompute ÷ stateful"], rows), ""]
+    out += [markdown(["prior", "B", "T", "stateful s", "× previous T (4×)", "ms / token", "recompute s", "recompute ÷ stateful"], rows), ""]
     ref_tps = r["eval"][BASELINE]["tokens_per_s"]
     rows = [[name, e["bound"], f"{e['tokens_per_s']:.0f}", f"{ref_tps / e['tokens_per_s']:.2f}"] for name, e in r["eval"].items()]
     out += ["Test-split evaluation throughput (one pass over the first batches, no gradients):", "",
-            md_table(["model", "bound", "tokens / s", "time ÷ categorical NLL"], rows), ""]
+            markdown(["model", "bound", "tokens / s", "time ÷ categorical NLL"], rows), ""]
     rows = [[name, f"{d['per_s']:.1f}", str(d["count"])] for name, d in r["data"].items()]
     out += ["Data generation (one process; runs split across `dataset.workers` processes and are cached):", "",
-            md_table(["objects", "per second", "generated"], rows), ""]
+            markdown(["objects", "per second", "generated"], rows), ""]
     return "\n".join(out)
 
 

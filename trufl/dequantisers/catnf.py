@@ -8,6 +8,9 @@ posterior; ``log q(z|k)`` for every k is one batched pass over a K axis.
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
 import torch
 from torch import Tensor, nn
 
@@ -55,6 +58,15 @@ class ConditionalAffineCoupling(nn.Module):
         return out, log_s.sum(-1)
 
 
+def grid_locations(num_categories: int, dim: int, spread: float) -> Tensor:
+    """``[K, D]``: the first K cells (row-major) of a regular grid with ceil(K^(1/D)) levels
+    per dimension over ``[-spread, spread]``."""
+    levels = math.ceil(num_categories ** (1 / dim) - 1e-9)
+    axis = torch.linspace(-spread, spread, levels) if levels > 1 else torch.zeros(1)
+    cells = torch.cartesian_prod(*[axis] * dim).reshape(-1, dim)
+    return cells[:num_categories].clone()
+
+
 class CatNFDequantiser(Dequantiser):
     """Logistic mixture encoder with a Bayes-posterior decoder.
 
@@ -64,7 +76,17 @@ class CatNFDequantiser(Dequantiser):
         num_flows: category-conditioned coupling layers after the logistic (0: plain mixture).
         hidden: width of the coupling networks.
         max_log_scale: bound on |log-scale| (tanh-squashed).
-        init_loc_std: spread of the initial category locations.
+        init: ``random`` — locations drawn from N(0, init_loc_std²), log-scales 0 (all
+            categories overlap at the start); ``grid`` — locations at the centres of a
+            regular grid of ceil(K^(1/D)) levels per dimension over
+            ``[-init_spread, init_spread]``, log-scales ``init_log_scale``: categories start
+            (almost) separate, as TRUFL's boxes do. Adam moves a location by about the
+            learning rate per step, so from ``random`` the encoder cannot separate 16
+            categories in a few thousand steps: measured on sets, CatNF stays at the
+            uniform rate from ``random`` (README, Constrained generation).
+        init_loc_std: spread of the initial locations (``init=random``).
+        init_spread: half-width of the initial grid (``init=grid``).
+        init_log_scale: initial log-scale of every category (``init=grid``).
         context_dim: width of an optional per-token context shifting loc/log-scale.
     """
 
@@ -77,13 +99,25 @@ class CatNFDequantiser(Dequantiser):
         max_log_scale: float = 3.0,
         init_loc_std: float = 1.0,
         context_dim: int = 0,
+        init: Literal["random", "grid"] = "grid",
+        init_spread: float = 6.0,
+        init_log_scale: float = -2.5,
     ):
         super().__init__(num_categories, dim, context_dim)
         if num_flows < 0:
             raise ValueError(f"flow.num_flows must be >= 0, got {num_flows}")
+        if init not in ("random", "grid"):
+            raise ValueError(f"flow.init={init!r} must be one of ('random', 'grid')")
+        if init == "grid" and not abs(init_log_scale) < max_log_scale:
+            raise ValueError(f"flow.init_log_scale={init_log_scale} must lie inside (-flow.max_log_scale, flow.max_log_scale) = ±{max_log_scale}")
         self.max_log_scale = max_log_scale
-        self.loc = nn.Parameter(init_loc_std * torch.randn(num_categories, dim))
-        self.raw_log_scale = nn.Parameter(torch.zeros(num_categories, dim))
+        if init == "grid":
+            loc = grid_locations(num_categories, dim, init_spread)
+            raw = torch.full((num_categories, dim), max_log_scale * math.atanh(init_log_scale / max_log_scale))
+        else:
+            loc, raw = init_loc_std * torch.randn(num_categories, dim), torch.zeros(num_categories, dim)
+        self.loc = nn.Parameter(loc)
+        self.raw_log_scale = nn.Parameter(raw)
         self.embedding = nn.Parameter(torch.randn(num_categories, hidden) / hidden**0.5) if num_flows else None
         self.flows = nn.ModuleList(
             ConditionalAffineCoupling(dim, hidden, hidden, i % 2, max_log_scale) for i in range(num_flows)

@@ -39,12 +39,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .base import Decoding, LogisticBaseFlow
-from .support import Support
+from .support import Support, cycle_rows
 from .layers import ActNorm, MaskedHead
 from .transforms import MixtureLogisticCDF, PiecewiseLinearCDF
 
 Inputs = Literal["latent", "decoded", "both"]
-Transform = Literal["mixture", "spline"]
+Transform = Literal["mixture", "spline", "auto"]
 INPUTS, TRANSFORMS = get_args(Inputs), get_args(Transform)
 
 
@@ -60,7 +60,10 @@ class ARLSTMPrior(LogisticBaseFlow):
     dropout: between LSTM layers.
     inputs: ``latent | decoded | both`` (module docstring).
     embed_dim: width of the embedding of decoded tokens.
-    transform: ``mixture | spline`` (module docstring).
+    transform: ``mixture | spline`` (module docstring), or ``auto``: spline when the
+        dequantiser's support has box faces (TRUFL, Argmax), else mixture (CatNF: a
+        spline with uniform bins in CDF space cannot follow its narrow logistic bumps;
+        sets_shuffle, CatNF D=1, 1000 steps: 3.79 bits spline vs 3.44 mixture).
     num_bins: uniform bins of the spline besides the box faces; None: 1 when q is
         uniform on its boxes (``boxes_uniform``: TRUFL), so each bin is a box or a gap
         and the prior is a categorical distribution over boxes with q's shape inside
@@ -91,6 +94,8 @@ class ARLSTMPrior(LogisticBaseFlow):
         boxes_uniform: bool = False,
     ):
         super().__init__(dim)
+        if transform == "auto":
+            transform = "spline" if num_faces else "mixture"
         if num_bins is None:
             num_bins = 1 if boxes_uniform and num_faces else 16
         if inputs not in INPUTS:
@@ -106,7 +111,7 @@ class ARLSTMPrior(LogisticBaseFlow):
         self.actnorm = None if self.spline else ActNorm(dim)  # spline knots live in z's own coordinates
         self.start = nn.Parameter(torch.zeros(1, 1, dim)) if inputs != "decoded" else None
         lstm_in = (dim if inputs != "decoded" else 0) + (embed_dim if inputs != "latent" else 0)
-        self.lstm = nn.LSTM(lstm_in, hidden, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self._init_encoder(lstm_in, hidden, num_layers, dropout)
         if self.spline:
             self.transform = PiecewiseLinearCDF()
             n_bins = num_bins + num_faces
@@ -123,6 +128,20 @@ class ARLSTMPrior(LogisticBaseFlow):
         if inputs != "latent":
             self.invalid, self.begin = num_categories, num_categories + 1  # extra embedding rows
             self.embed = nn.Embedding(num_categories + 2, embed_dim)
+
+    # -- the sequence encoder (a subclass may replace the LSTM) --------------------
+    def _init_encoder(self, in_dim: int, hidden: int, num_layers: int, dropout: float) -> None:
+        self.lstm = nn.LSTM(in_dim, hidden, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+
+    def _encode(self, inputs: Tensor, cond: dict) -> Tensor:
+        """Outputs ``[B, T, H]`` at every position from the inputs ``[B, T, in]`` (position t
+        holds what is known of tokens < t); ``cond``: the batch's conditioning."""
+        return self.lstm(inputs)[0]
+
+    def _encode_step(self, input_t: Tensor, state, t: int, cond: dict) -> tuple[Tensor, object]:
+        """Position t's output ``[n, 1, H]`` from its input ``[n, 1, in]`` and the state
+        carried from position t − 1 (None at t = 0)."""
+        return self.lstm(input_t, state)
 
     @property
     def reads_tokens(self) -> bool:
@@ -204,7 +223,7 @@ class ARLSTMPrior(LogisticBaseFlow):
             y, log_det = self.actnorm(z, mask)
         else:
             y, log_det = z, torch.zeros_like(z[..., 0])
-        h, _ = self.lstm(self._lstm_inputs(y, self._decoded(z, readout)))
+        h = self._encode(self._lstm_inputs(y, self._decoded(z, readout)), cond)
         params = self._params(h, y, knots)
         if knots is not None:
             y, ld = self.transform.forward(y, knots, params)
@@ -233,7 +252,7 @@ class ARLSTMPrior(LogisticBaseFlow):
         return y if self.actnorm is None else self.actnorm.inverse(y)
 
     @torch.no_grad()
-    def _autoregress(self, n: int, length: int, readout: Decoding | None, dtype, base) -> Tensor:
+    def _autoregress(self, n: int, length: int, readout: Decoding | None, dtype, base, cond: dict | None = None) -> Tensor:
         """z ``[n, length, D]`` token by token, carrying the LSTM (and decoder) state: token t
         inverts ``base(t, h, knots) -> e_t [n, D]`` given its LSTM output ``h [n, H]``."""
         self._require_readout(readout)
@@ -241,7 +260,7 @@ class ARLSTMPrior(LogisticBaseFlow):
         state = decoder_state = y_t = ids = None
         out = []
         for t in range(length):
-            h, state = self.lstm(self._step_input(y_t, ids, n, dtype), state)
+            h, state = self._encode_step(self._step_input(y_t, ids, n, dtype), state, t, cond or {})
             y_t = self._invert_token(h[:, 0], base(t, h[:, 0], knots), knots)
             if self.reads_tokens:
                 tokens, decoder_state = readout.decode_step(self._to_z(y_t), decoder_state)
@@ -251,10 +270,10 @@ class ARLSTMPrior(LogisticBaseFlow):
 
     def inverse(self, e: Tensor, mask: Tensor | None = None, readout: Decoding | None = None, **cond) -> Tensor:
         """e ``[n, T, D]`` → z, token by token with the LSTM (and decoder) state carried forward."""
-        return self._autoregress(e.shape[0], e.shape[1], readout, e.dtype, lambda t, h, knots: e[:, t])
+        return self._autoregress(e.shape[0], e.shape[1], readout, e.dtype, lambda t, h, knots: e[:, t], cond)
 
     @torch.no_grad()
-    def inverse_recomputing(self, e: Tensor, readout: Decoding | None = None) -> Tensor:
+    def inverse_recomputing(self, e: Tensor, readout: Decoding | None = None, **cond) -> Tensor:
         """Reference sampler that re-runs the LSTM over the whole prefix for every
         token (O(T²) LSTM work, as the Argmax reference code does). For tests and
         benchmarks only; :meth:`inverse` is the one to use."""
@@ -263,7 +282,7 @@ class ARLSTMPrior(LogisticBaseFlow):
         y = torch.zeros(n, 1, D, dtype=e.dtype, device=e.device)  # a placeholder for the next token
         for t in range(T):
             ids = self._decoded(self._to_z(y), readout) if self.reads_tokens else None
-            h, _ = self.lstm(self._lstm_inputs(y, ids))
+            h = self._encode(self._lstm_inputs(y, ids), cond)
             y[:, -1] = self._invert_token(h[:, -1], e[:, t], knots)
             y = torch.cat([y, torch.zeros_like(y[:, :1])], dim=1)
         return self._to_z(y[:, :-1])
@@ -290,6 +309,7 @@ class ARLSTMPrior(LogisticBaseFlow):
         ``Ẑ = mean over sequences of Π_t m_t`` is unbiased with a finite estimate even where
         whole prior sequences almost never land in the support. Otherwise Monte Carlo."""
         readout = (cond or {}).get("readout")
+        others = {k: v for k, v in (cond or {}).items() if k != "readout"}
         if self.dim != 1 or support.boxes is None or (self.reads_tokens and readout is None):
             return super().log_support_mass(support, length, num_samples, cond)
         lo, hi = union_of_intervals(*(b[:, 0].to(self.anchor.dtype).clamp(-50, 50) for b in support.boxes))
@@ -310,7 +330,7 @@ class ARLSTMPrior(LogisticBaseFlow):
             u = f_lo.gather(1, k)[:, 0] + torch.rand(n, dtype=torch.float64, device=h.device) * widths.gather(1, k)[:, 0]
             return torch.logit(u.clamp(1e-15, 1 - 1e-15)).to(h.dtype)[:, None]
 
-        self._autoregress(n, length, readout, self.anchor.dtype, restricted)
+        self._autoregress(n, length, readout, self.anchor.dtype, restricted, cycle_rows(others, n))
         log_z = (torch.logsumexp(log_w, 0) - math.log(n)).item()
         w = torch.exp(log_w - log_w.max())
         rel_se = (w.std() / (w.mean() * math.sqrt(n))).item() if n > 1 else float("nan")  # delta method: se of log Ẑ

@@ -39,11 +39,11 @@ BAD_NUMBERS = {
     "dataset.size": [1, 0], "dataset.min_nodes": [2, 0], "dataset.max_nodes": [2, -1],
     # models: empty layers, non-positive scale bounds, gaps that leave no box
     "flow.dim": [0, -1], "flow.max_log_scale": [0, -1.5], "flow.init_gap": [0.5, -0.01, 2.0],
-    "flow.num_flows": [-1], "flow.hidden": [0, -8], "flow.init_loc_std": [-0.5],
+    "flow.num_flows": [-1], "flow.hidden": [0, -8], "flow.init_loc_std": [-0.5], "flow.init_spread": [0, -1.0],
     "flow.num_layers": [0, -1], "flow.embed_dim": [0, -4], "dataset.eval_seq_len": [0, -16],
     "prior.embed_dim": [0, -4], "prior.num_bins": [0, -2],
     **{f"prior.{k}": [0, -3] for k in ("hidden", "num_layers", "num_mixtures", "head_hidden", "heads",
-                                         "transformer_layers", "side", "box")},
+                                         "transformer_layers", "side", "box", "max_length")},
     "prior.num_flows": [-1], "prior.head_layers": [-1], "prior.dropout": [1.0, -0.1, 1.5],
     "context.dim": [0, -2], "context.hidden": [0, -1],
     # schedules: a warm-up over 0 steps divides by 0; factors must stay weights

@@ -150,6 +150,29 @@ def test_sudoku_trains_and_checks_board_validity(make_cfg, tmp_path):
     assert results["sampling"]["objects"] == 8 and len(results["samples"][0]) == 81
 
 
+@pytest.mark.parametrize("experiment,dataset,tiny", [
+    ("sets", "sets_shuffle", ["dataset.train_size=64", "dataset.val_size=16", "dataset.test_size=16", "dataset.batch_size=16"]),
+    ("graph_colouring", "graph_colouring_tiny", ["dataset.train_size=40", "dataset.val_size=10", "dataset.test_size=10",
+                                                 "dataset.batch_size=8", "dataset.workers=1"]),
+    ("sudoku", "sudoku", ["dataset.train_size=32", "dataset.val_size=8", "dataset.test_size=8", "dataset.batch_size=8"]),
+])
+@pytest.mark.parametrize("flow", ["trufl", "catnf", "argmax"])
+def test_constrained_presets_train_with_the_transformer_prior(make_cfg, tmp_path, experiment, dataset, tiny, flow):
+    """Each constrained preset's default prior is the element-wise autoregressive Transformer,
+    D = 1 for TRUFL/CatNF; a tiny run of every flow keeps the metric contract and samples
+    objects of the task's size."""
+    cfg = make_cfg(f"experiment={experiment}", f"flow={flow}", *tiny, "prior.hidden=16", "prior.num_layers=1",
+                   "prior.heads=2", "prior.head_hidden=16", "prior.embed_dim=8", "trainer.max_steps=2",
+                   "trainer.val_check_interval=2", "eval.iw_samples=2", "eval.log_z_samples=8", "eval.max_tries=3")
+    assert cfg.prior._target_ == "trufl.priors.ARTransformerPrior" and cfg.dataset._target_.endswith(
+        {"sets_shuffle": "SetDataModule", "graph_colouring_tiny": "GraphColouringDataModule", "sudoku": "SudokuDataModule"}[dataset])
+    metrics = run(cfg)
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert_contract(metrics, results)
+    assert results["config"]["flow"]["dim"] == {"trufl": 1, "catnf": 1}.get(flow, results["config"]["flow"]["dim"])
+    assert results["sampling"]["objects"] > 0
+
+
 def test_csv_metric_keys_are_exactly_the_contract(make_cfg, tmp_path):
     run(make_cfg(*toy("flow=trufl", "logger=csv", "trainer.max_steps=30", "trainer.val_check_interval=15", "trainer.log_every_n_steps=5")))
     with open(tmp_path / "run" / "csv" / "metrics.csv") as f:

@@ -17,6 +17,11 @@ replaced by a causal Transformer that knows the task's structure:
   adjacent in the batch's ``adjacency`` (a graph's edges; a Sudoku's constraint
   graph: same row, column or box), so an element looks up its neighbours' tokens.
 
+``order=degree`` runs the autoregression over the elements sorted by their degree in
+the batch's graph, largest first (ties in the given order): a permutation that depends
+on the graph alone, so the density stays exact (log-determinant 0) and the most
+constrained nodes are coloured first (the "largest-first" heuristic of graph colouring).
+
 Element t's input carries token t − 1 (decoded) together with what element t − 1
 is, plus what element t is; causal attention then gives element t everything known
 of tokens < t. Sampling keeps a key/value cache per layer: one new position per
@@ -39,8 +44,9 @@ from torch.nn import functional as F
 from .ar_lstm import ARLSTMPrior, Inputs, Transform
 
 Positions = Literal["none", "index", "grid", "degree"]
+Order = Literal["given", "degree"]
 Relations = Literal["none", "adjacency"]
-POSITIONS, RELATIONS = get_args(Positions), get_args(Relations)
+POSITIONS, RELATIONS, ORDERS = get_args(Positions), get_args(Relations), get_args(Order)
 
 
 class CausalAttentionBlock(nn.Module):
@@ -103,6 +109,7 @@ class ARTransformerPrior(ARLSTMPrior):
     positions: ``none | index | grid | degree`` (module docstring).
     relations: ``none | adjacency`` (module docstring); ``adjacency`` needs the batch's
         ``adjacency [B, T, T]`` (graph colouring, Sudoku).
+    order: ``given | degree`` (module docstring); ``degree`` needs the batch's ``adjacency``.
     max_length: elements at most (``positions=index``).
     side, box: the board (``positions=grid``): cells per row and column, box side.
     dropout: after attention and MLP.
@@ -116,6 +123,7 @@ class ARTransformerPrior(ARLSTMPrior):
         heads: int = 4,
         positions: Positions = "index",
         relations: Relations = "none",
+        order: Order = "given",
         max_length: int = 128,
         side: int = 9,
         box: int = 3,
@@ -136,12 +144,14 @@ class ARTransformerPrior(ARLSTMPrior):
             raise ValueError(f"prior.positions={positions!r} must be one of {POSITIONS}")
         if relations not in RELATIONS:
             raise ValueError(f"prior.relations={relations!r} must be one of {RELATIONS}")
+        if order not in ORDERS:
+            raise ValueError(f"prior.order={order!r} must be one of {ORDERS}")
         if positions == "grid" and side % box:
             raise ValueError(f"prior.box={box} must divide prior.side={side}")
         if heads < 1 or num_layers < 1 or max_length < 1:
             raise ValueError(f"prior.heads, prior.num_layers and prior.max_length must be >= 1, got {heads}, {num_layers}, {max_length}")
         # read by _init_encoder during super().__init__
-        self.positions, self.relations, self.heads = positions, relations, heads
+        self.positions, self.relations, self.heads, self.order = positions, relations, heads, order
         self.max_length, self.side, self.box = max_length, side, box
         super().__init__(dim, hidden=hidden, num_layers=num_layers, num_mixtures=num_mixtures, num_flows=num_flows,
                          head_hidden=head_hidden, head_layers=head_layers, dropout=dropout, inputs=inputs,
@@ -228,3 +238,55 @@ class ARTransformerPrior(ARLSTMPrior):
             x, cache = block.step(x, cache, relations)
             new.append(cache)
         return self.norm(x), new
+
+    # -- the order of the autoregression ----------------------------------------
+    def _permutation(self, cond: dict) -> Tensor | None:
+        """``[B, T]``: the elements in the order the prior visits them (None: as given)."""
+        if self.order == "given":
+            return None
+        degree = self._adjacency(cond).sum(-1)
+        return torch.sort(-degree, dim=1, stable=True).indices  # largest first, ties as given
+
+    @staticmethod
+    def _take(x: Tensor | None, perm: Tensor) -> Tensor | None:
+        """``x [B, T, ...]`` with its elements in the order ``perm [B, T]``."""
+        if x is None:
+            return None
+        index = perm.view(*perm.shape, *([1] * (x.dim() - 2))).expand(*perm.shape, *x.shape[2:])
+        return x.gather(1, index)
+
+    def _ordered(self, cond: dict, perm: Tensor) -> dict:
+        adjacency = self._adjacency(cond)
+        T = perm.shape[1]
+        rows = adjacency.gather(1, perm[:, :, None].expand(-1, T, adjacency.shape[2]))
+        return {**cond, "adjacency": rows.gather(2, perm[:, None, :].expand(-1, T, -1))}
+
+    def forward(self, z: Tensor, mask: Tensor | None = None, readout=None, **cond) -> tuple[Tensor, Tensor]:
+        perm = self._permutation(cond)
+        if perm is None:
+            return super().forward(z, mask, readout, **cond)
+        e, log_det = super().forward(self._take(z, perm), self._take(mask, perm), readout, **self._ordered(cond, perm))
+        back = torch.argsort(perm, dim=1)
+        return self._take(e, back), self._take(log_det, back)
+
+    def inverse(self, e: Tensor, mask: Tensor | None = None, readout=None, **cond) -> Tensor:
+        perm = self._permutation(cond)
+        if perm is None:
+            return super().inverse(e, mask, readout, **cond)
+        z = super().inverse(self._take(e, perm), self._take(mask, perm), readout, **self._ordered(cond, perm))
+        return self._take(z, torch.argsort(perm, dim=1))
+
+    @torch.no_grad()
+    def inverse_recomputing(self, e: Tensor, readout=None, **cond) -> Tensor:
+        perm = self._permutation(cond)
+        if perm is None:
+            return super().inverse_recomputing(e, readout, **cond)
+        z = super().inverse_recomputing(self._take(e, perm), readout, **self._ordered(cond, perm))
+        return self._take(z, torch.argsort(perm, dim=1))
+
+    def log_support_mass(self, support, length: int, num_samples: int, cond: dict | None = None) -> dict:
+        """As :class:`ARLSTMPrior`'s, in the prior's own order (every element shares the
+        support, so Z does not depend on the order; a graph sorted by degree sorts to itself)."""
+        if self.order != "given" and cond and cond.get("adjacency") is not None:
+            cond = self._ordered(cond, self._permutation(cond))
+        return super().log_support_mass(support, length, num_samples, cond)

@@ -99,7 +99,7 @@ class CatNFDequantiser(Dequantiser):
         max_log_scale: float = 3.0,
         init_loc_std: float = 1.0,
         context_dim: int = 0,
-        init: Literal["random", "grid"] = "grid",
+        init: Literal["random", "grid"] = "random",
         init_spread: float = 6.0,
         init_log_scale: float = -2.5,
     ):

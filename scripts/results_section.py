@@ -64,6 +64,10 @@ def provenance(name: str, results: Path, md: str) -> list[str]:
     record = results / f"{name}.json"
     if record.is_file():
         sweep = json.loads(record.read_text())
+        if sweep.get("wall_time_s") is None:  # made in parts: no one sweep's wall time to state
+            summed = wall_time_column(results / f"{name}.csv")
+            line = f"Command: `{sweep['reproduce']}`. {sweep['note']}"
+            return [line + (f" The runs' own wall times sum to {summed[0] / 60:.1f} min." if summed else "")]
         return [f"Command: `{sweep['reproduce']}` (sweep on the `{sweep['launcher']}` launcher, finished "
                 f"{sweep['finished_utc']} UTC). Sweep wall time on {MACHINE}: {sweep['wall_time_s'] / 60:.1f} min."]
     lines = [f"Command: not recorded (made before `make reproduce`); `make reproduce EXP={name}` re-runs it."]

@@ -39,7 +39,7 @@ BAD_NUMBERS = {
     "dataset.size": [1, 0], "dataset.min_nodes": [2, 0], "dataset.max_nodes": [2, -1],
     # models: empty layers, non-positive scale bounds, gaps that leave no box
     "flow.dim": [0, -1], "flow.max_log_scale": [0, -1.5], "flow.init_gap": [0.5, -0.01, 2.0],
-    "flow.num_flows": [-1], "flow.hidden": [0, -8], "flow.init_loc_std": [-0.5], "flow.init_spread": [0, -1.0],
+    "flow.num_flows": [-1], "flow.hidden": [0, -8], "flow.init_loc_std": [-0.5], "flow.init_spread": [0, -1.0], "flow.init_log_scale": [11.0, -50.0],
     "flow.num_layers": [0, -1], "flow.embed_dim": [0, -4], "dataset.eval_seq_len": [0, -16],
     "prior.embed_dim": [0, -4], "prior.num_bins": [0, -2],
     **{f"prior.{k}": [0, -3] for k in ("hidden", "num_layers", "num_mixtures", "head_hidden", "heads",

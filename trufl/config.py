@@ -120,7 +120,7 @@ RANGES: dict[str, Range | dict[type, Range]] = {
     # models and data (constructor parameters)
     "num_flows": NONNEGATIVE, "ARLSTMPrior.num_flows": COUNT, "embed_dim": COUNT, "num_workers": NONNEGATIVE, "max_log_scale": POSITIVE,
     "init_gap": Range(0, 0.5, high_open=True), "init_loc_std": NONNEGATIVE, "init_spread": Range(0, low_open=True),
-    "init_log_scale": Range(None), "max_length": COUNT, "dropout": Range(0, 1, high_open=True),
+    "init_log_scale": Range(-10, 10), "max_length": COUNT, "dropout": Range(0, 1, high_open=True),
     "total": COUNT, "min_nodes": Range(3), "max_nodes": Range(3), "dataset.size": Range(2),
     "decay": Range(0, 1, low_open=True), "start": NONNEGATIVE, "LinearWarmup.start": Range(0, 1),
     # trainer (Lightning's conventions: -1 = unlimited, floats are fractions of an epoch)

@@ -179,8 +179,9 @@ def main(argv=None) -> None:
         sys.exit(f"{args.file}: {err}")
     text = f"**{spec['title']}**\n\n{markdown(header, rows)}\n"
     timing = out / "sweep.json"
-    if timing.is_file() and json.loads(timing.read_text()).get("wall_time_s") is not None:
-        text += f"\nSweep wall time: {json.loads(timing.read_text())['wall_time_s'] / 60:.1f} min.\n"
+    wall_time = json.loads(timing.read_text()).get("wall_time_s") if timing.is_file() else None
+    if wall_time is not None:  # None: a table made in parts (its sweep.json says why)
+        text += f"\nSweep wall time: {wall_time / 60:.1f} min.\n"
     (out / "table.md").write_text(text)
     with open(out / "table.csv", "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])

@@ -41,7 +41,7 @@ def random_prior(positions="index", relations="none", dim=2, seed=0, **kw) -> AR
 def cond_for(positions: str, relations: str, n: int, T: int) -> dict:
     if positions == "grid":
         return {"adjacency": constraint_graph().expand(n, 81, 81)}
-    return {"adjacency": random_graph(n, T)} if "adjacency" in (positions, relations) or positions == "degree" else {}
+    return {"adjacency": random_graph(n, T)} if relations == "adjacency" or positions == "degree" else {}
 
 
 def length_for(positions: str) -> int:

@@ -186,7 +186,7 @@ class ARTransformerPrior(ARLSTMPrior):
                              "batches must carry 'adjacency' (graph colouring, Sudoku)")
         return adjacency
 
-    def _position_features(self, index: Tensor, cond: dict, B: int) -> Tensor | int:
+    def _position_features(self, index: Tensor, cond: dict) -> Tensor | int:
         """``cur(t) + prev(t − 1)`` for positions ``index [T]`` → ``[B|1, T, H]``."""
         if self.positions == "none":
             return 0
@@ -218,9 +218,9 @@ class ARTransformerPrior(ARLSTMPrior):
         return F.pad(adjacency, (1, 0))[:, None]
 
     def _encode(self, inputs: Tensor, cond: dict) -> Tensor:
-        B, T, _ = inputs.shape
+        T = inputs.shape[1]
         index = torch.arange(T, device=inputs.device)
-        x = self.inp(inputs) + self._position_features(index, cond, B)
+        x = self.inp(inputs) + self._position_features(index, cond)
         causal = torch.full((T, T), float("-inf"), dtype=x.dtype, device=x.device).triu(1)
         relations = self._relations(cond, slice(0, T), T)
         for block in self.blocks:
@@ -228,9 +228,8 @@ class ARTransformerPrior(ARLSTMPrior):
         return self.norm(x)
 
     def _encode_step(self, input_t: Tensor, state, t: int, cond: dict) -> tuple[Tensor, list]:
-        n = input_t.shape[0]
         index = torch.tensor([t], device=input_t.device)
-        x = self.inp(input_t) + self._position_features(index, cond, n)
+        x = self.inp(input_t) + self._position_features(index, cond)
         relations = self._relations(cond, slice(t, t + 1), t + 1)
         caches = state if state is not None else [None] * len(self.blocks)
         new = []
@@ -261,28 +260,28 @@ class ARTransformerPrior(ARLSTMPrior):
         rows = adjacency.gather(1, perm[:, :, None].expand(-1, T, adjacency.shape[2]))
         return {**cond, "adjacency": rows.gather(2, perm[:, None, :].expand(-1, T, -1))}
 
-    def forward(self, z: Tensor, mask: Tensor | None = None, readout=None, **cond) -> tuple[Tensor, Tensor]:
+    def _in_prior_order(self, call, x: Tensor, mask: Tensor | None, cond: dict):
+        """``call(x, mask, cond)`` with the elements in the prior's order, its outputs
+        (tensors ``[B, T, ...]``, or a tuple of them) put back in the given order."""
         perm = self._permutation(cond)
         if perm is None:
-            return super().forward(z, mask, readout, **cond)
-        e, log_det = super().forward(self._take(z, perm), self._take(mask, perm), readout, **self._ordered(cond, perm))
+            return call(x, mask, cond)
+        out = call(self._take(x, perm), self._take(mask, perm), self._ordered(cond, perm))
         back = torch.argsort(perm, dim=1)
-        return self._take(e, back), self._take(log_det, back)
+        return tuple(self._take(o, back) for o in out) if isinstance(out, tuple) else self._take(out, back)
+
+    def forward(self, z: Tensor, mask: Tensor | None = None, readout=None, **cond) -> tuple[Tensor, Tensor]:
+        parent = super().forward
+        return self._in_prior_order(lambda x, m, c: parent(x, m, readout, **c), z, mask, cond)
 
     def inverse(self, e: Tensor, mask: Tensor | None = None, readout=None, **cond) -> Tensor:
-        perm = self._permutation(cond)
-        if perm is None:
-            return super().inverse(e, mask, readout, **cond)
-        z = super().inverse(self._take(e, perm), self._take(mask, perm), readout, **self._ordered(cond, perm))
-        return self._take(z, torch.argsort(perm, dim=1))
+        parent = super().inverse
+        return self._in_prior_order(lambda x, m, c: parent(x, m, readout, **c), e, mask, cond)
 
     @torch.no_grad()
     def inverse_recomputing(self, e: Tensor, readout=None, **cond) -> Tensor:
-        perm = self._permutation(cond)
-        if perm is None:
-            return super().inverse_recomputing(e, readout, **cond)
-        z = super().inverse_recomputing(self._take(e, perm), readout, **self._ordered(cond, perm))
-        return self._take(z, torch.argsort(perm, dim=1))
+        parent = super().inverse_recomputing
+        return self._in_prior_order(lambda x, m, c: parent(x, readout, **c), e, None, cond)
 
     def log_support_mass(self, support, length: int, num_samples: int, cond: dict | None = None) -> dict:
         """As :class:`ARLSTMPrior`'s, in the prior's own order (every element shares the

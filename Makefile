@@ -36,13 +36,13 @@ toy-table: ## TRUFL vs CatNF on the toy, recon_weight 1 and 10, 3 seeds, with th
 experiment-lm: ## language-modelling table: 3 flows + the categorical LSTM, curves (= reproduce EXP=language_modelling)
 	$(MAKE) reproduce EXP=language_modelling
 
-experiment-sets: ## sets table: 3 flows x 2 tasks, vs the optimum, 31 min on 2 cores (= reproduce EXP=sets)
+experiment-sets: ## sets table: 3 flows x 2 tasks x recon_weight 1,10 x 3 seeds (36 runs), vs the optimum (= reproduce EXP=sets)
 	$(MAKE) reproduce EXP=sets
 
-experiment-graphs: ## graph-colouring-tiny table, 19 min on 2 cores (= reproduce EXP=graph_colouring_tiny)
+experiment-graphs: ## graph-colouring-tiny table: 3 flows x recon_weight 1,10 x 3 seeds (= reproduce EXP=graph_colouring_tiny)
 	$(MAKE) reproduce EXP=graph_colouring_tiny
 
-experiment-sudoku: ## Sudoku table: board validity of the 3 flows, 14 min on 2 cores (= reproduce EXP=sudoku)
+experiment-sudoku: ## Sudoku table: 3 flows x recon_weight 1,10 x 2 seeds (= reproduce EXP=sudoku)
 	$(MAKE) reproduce EXP=sudoku
 
 experiments: experiment-sets experiment-graphs experiment-sudoku ## all three constrained-generation tables

@@ -55,6 +55,7 @@ from rich.console import Console
 
 from trufl.build import build, build_model, build_trainer
 from trufl.objective import iwbo, weighted_loss
+from trufl.priors.reference import recomputing_inverse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -245,7 +246,7 @@ def sampling_times(model, lengths: list[int], batch_sizes: list[int], max_recomp
     """Seconds to sample ``[B, T]`` latents from the prior: stateful and (T ≤ ``max_recompute``)
     recomputing, interleaved, median of ``reps``; both agree (checked)."""
     rows = []
-    model.prior.inverse(torch.zeros(2, 8, model.prior.dim), readout=model)  # warm-up
+    model.prior.inverse(torch.zeros(2, 8, model.prior.dim), support=model.support)  # warm-up
     for B in batch_sizes:
         previous = None
         for T in lengths:
@@ -253,10 +254,10 @@ def sampling_times(model, lengths: list[int], batch_sizes: list[int], max_recomp
             for _ in range(reps if T <= 256 else 1):
                 e = torch.logit(torch.rand(B, T, model.prior.dim).clamp(1e-4, 1 - 1e-4))
                 with timer(fast):
-                    z = model.prior.inverse(e, readout=model)
+                    z = model.prior.inverse(e, support=model.support)
                 if T <= max_recompute:
                     with timer(slow):
-                        z_ref = model.prior.inverse_recomputing(e, readout=model)
+                        z_ref = recomputing_inverse(model.prior, e, support=model.support)
                     if not torch.allclose(z, z_ref, atol=1e-3):
                         raise AssertionError(f"stateful and recomputing samplers disagree at B={B} T={T}")
             row = {"B": B, "T": T, "stateful": stats(fast), "recompute": stats(slow) if slow else None}

@@ -83,20 +83,20 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     datamodule, model = load_run(args.run)
     torch.manual_seed(args.seed)
-    num, length, cond = datamodule.sampling_groups(args.num)[0]
+    num, length, condition = datamodule.sampling_groups(args.num)[0]
     num = min(num, args.num)
-    cond = {k: v[:num] for k, v in cond.items()}
-    if "adjacency" not in cond:
+    if condition is None or condition.adjacency is None:
         sys.exit("drawing needs a graph-structured task (graph colouring or Sudoku)")
-    info = sample_with_rejection(model.model, num, length, datamodule.is_valid, cond, model.evaluation.max_tries)
-    valid = datamodule.is_valid(info["samples"], **cond)
+    condition = condition[:num]
+    info = sample_with_rejection(model.model, num, length, datamodule.is_valid, condition, model.evaluation.max_tries)
+    valid = datamodule.is_valid(info["samples"], condition)
     cols = min(num, 4)
     fig, axes = plt.subplots(math.ceil(num / cols), cols, figsize=(3 * cols, 3 * math.ceil(num / cols)), squeeze=False)
     draw = draw_board if length == 81 and datamodule.num_categories == 9 else draw_graph
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if k < num:
-            draw(ax, info["samples"][k], cond["adjacency"][k])
+            draw(ax, info["samples"][k], condition.adjacency[k])
             ax.set_title("valid" if valid[k] else "invalid", color="black" if valid[k] else "#d62728", fontsize=9)
     fig.suptitle(f"{args.run.name}: {int(valid.sum())}/{num} valid (rejection, acceptance {info['acceptance']:.2f})", fontsize=10)
     out = args.out or args.run / "samples.png"

@@ -46,7 +46,7 @@ def make_cfg(tmp_path, data_dir):
 
 def tiny_text(*extra: str, prior: str = "ar_lstm") -> list[str]:
     """Overrides for a seconds-long run on the embedded corpus."""
-    small_prior = ["prior.hidden=16", "prior.head_hidden=16", "prior.num_mixtures=3"] if prior == "ar_lstm" else []
+    small_prior = ["prior.encoder.hidden=16", "prior.head_hidden=16", "prior.num_mixtures=3"] if prior == "ar_lstm" else []
     return [
         f"prior={prior}", *small_prior, "dataset.seq_len=16", "dataset.batch_size=8", "trainer.max_steps=3", "trainer.val_check_interval=3",
         "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "eval.iw_samples=2",
@@ -65,3 +65,20 @@ def set_key(monkeypatch):
             cfg[key] = value
 
     return _set
+
+
+def ar_prior(dim: int, encoder: str = "lstm", support=None, inputs: str = "latent", transform: str = "mixture",
+             **kw):
+    """An autoregressive prior of width ``dim`` on its own (``Support.unbound``) or for ``support``,
+    with an LSTM or causal-Transformer encoder; encoder settings (``hidden``, ``num_layers``,
+    ``heads``, ``positions``, ``relations``, ``max_length``, ``dropout``) go to the encoder,
+    the rest to the prior. Defaults: latent inputs and mixture transforms (no dequantiser)."""
+    from functools import partial
+
+    from trufl.priors import AutoregressivePrior, CausalTransformerEncoder, LSTMEncoder
+    from trufl.support import Support
+
+    names = {"hidden", "num_layers", "heads", "positions", "relations", "max_length", "dropout", "side", "box"}
+    enc_kw = {k: kw.pop(k) for k in list(kw) if k in names}
+    enc = partial(LSTMEncoder if encoder == "lstm" else CausalTransformerEncoder, **enc_kw)
+    return AutoregressivePrior(support or Support.unbound(dim), enc, inputs=inputs, transform=transform, **kw)

@@ -8,7 +8,11 @@ import pytest
 import torch
 
 from trufl.data.sudoku import constraint_graph
-from trufl.priors import ARTransformerPrior
+from trufl.condition import Condition
+from trufl.priors import AutoregressivePrior
+from trufl.priors.reference import recomputing_inverse
+
+from .conftest import ar_prior
 
 STRUCTURES = [("index", "none"), ("grid", "adjacency"), ("degree", "adjacency"), ("none", "adjacency")]
 
@@ -20,28 +24,29 @@ def random_graph(n: int, T: int, seed: int = 0, p: float = 0.3) -> torch.Tensor:
     return adj | adj.transpose(1, 2)
 
 
-def random_prior(positions="index", relations="none", dim=2, seed=0, **kw) -> ARTransformerPrior:
+def random_prior(positions="index", relations="none", dim=2, seed=0, **kw) -> AutoregressivePrior:
     """Off the initialisation: random head outputs, embeddings and relation biases."""
     torch.manual_seed(seed)
     kw = {"inputs": "latent", "transform": "mixture", "num_mixtures": 4, **kw}
-    prior = ARTransformerPrior(dim, hidden=16, num_layers=2, heads=2, head_hidden=16, positions=positions,
-                               relations=relations, max_length=16, **kw).double()
+    prior = ar_prior(dim, "transformer", hidden=16, num_layers=2, heads=2, head_hidden=16, positions=positions,
+                     relations=relations, max_length=16, **kw).double()
     with torch.no_grad():
         prior.head.out.weight.normal_(0, 0.3)
-        for block in prior.blocks:
+        for block in prior.encoder.blocks:
             if block.relation_bias is not None:
                 block.relation_bias.normal_(0, 2.0)
-        if prior.actnorm is not None:
-            prior.actnorm.bias.normal_(0, 0.5)
-            prior.actnorm.log_scale.normal_(0, 0.3)
-            prior.actnorm.initialised.fill_(True)
+        actnorm = getattr(prior.transform, "actnorm", None)
+        if actnorm is not None:
+            actnorm.bias.normal_(0, 0.5)
+            actnorm.log_scale.normal_(0, 0.3)
+            actnorm.initialised.fill_(True)
     return prior.eval()
 
 
-def cond_for(positions: str, relations: str, n: int, T: int) -> dict:
+def cond_for(positions: str, relations: str, n: int, T: int) -> Condition | None:
     if positions == "grid":
-        return {"adjacency": constraint_graph().expand(n, 81, 81)}
-    return {"adjacency": random_graph(n, T)} if relations == "adjacency" or positions == "degree" else {}
+        return Condition(adjacency=constraint_graph().expand(n, 81, 81))
+    return Condition(adjacency=random_graph(n, T)) if relations == "adjacency" or positions == "degree" else None
 
 
 def length_for(positions: str) -> int:
@@ -54,10 +59,10 @@ def test_inverse_recovers_z_and_the_cached_sampler_equals_recomputing(positions,
     T = length_for(positions)
     cond = cond_for(positions, relations, 3, T)
     z = 2 * torch.randn(3, T, 2, dtype=torch.float64)
-    e, _ = prior(z, **cond)
-    assert (prior.inverse(e, **cond) - z).abs().max().item() < 1e-5
+    e, _ = prior(z, None, cond)
+    assert (prior.inverse(e, None, cond) - z).abs().max().item() < 1e-5
     e2 = torch.logit(torch.rand(3, T, 2, dtype=torch.float64).clamp(1e-3, 1 - 1e-3))
-    torch.testing.assert_close(prior.inverse(e2, **cond), prior.inverse_recomputing(e2, **cond), atol=1e-9, rtol=0)
+    torch.testing.assert_close(prior.inverse(e2, None, cond), recomputing_inverse(prior, e2, cond), atol=1e-9, rtol=0)
 
 
 @pytest.mark.parametrize("positions,relations", [("index", "none"), ("degree", "adjacency")])
@@ -66,9 +71,9 @@ def test_log_det_matches_autograd_jacobian(positions, relations):
     T, D = 4, 2
     cond = cond_for(positions, relations, 1, T)
     z = torch.randn(1, T, D, dtype=torch.float64)
-    jac = torch.autograd.functional.jacobian(lambda v: prior(v.view(1, T, D), **cond)[0].flatten(), z.flatten())
+    jac = torch.autograd.functional.jacobian(lambda v: prior(v.view(1, T, D), None, cond)[0].flatten(), z.flatten())
     assert torch.triu(jac, diagonal=1).abs().max().item() == 0, "not autoregressive over (element, dimension)"
-    _, log_det = prior(z, **cond)
+    _, log_det = prior(z, None, cond)
     assert log_det.sum().item() == pytest.approx(torch.slogdet(jac)[1].item(), abs=1e-8)
 
 
@@ -83,9 +88,9 @@ def test_density_of_two_elements_integrates_to_one(relations):
     dz = 6 / (u * (1 - u)) / m
     jac = dz[:, None] * dz[None, :]
     z = torch.stack([z1.flatten(), z2.flatten()], dim=1)[..., None]  # [m², 2, 1]
-    cond = {"adjacency": torch.ones(1, 2, 2, dtype=torch.bool).expand(m * m, 2, 2)} if relations == "adjacency" else {}
+    cond = Condition(adjacency=torch.ones(1, 2, 2, dtype=torch.bool).expand(m * m, 2, 2)) if relations == "adjacency" else None
     with torch.no_grad():
-        log_p = prior.log_prob(z, **cond).sum(-1)
+        log_p = prior.log_prob(z, None, cond).sum(-1)
     assert (log_p.exp().view(m, m) * jac).sum().item() == pytest.approx(1.0, abs=2e-3)
 
 
@@ -101,7 +106,7 @@ def test_an_element_never_reads_later_elements(positions, relations):
     moved = z.clone()
     moved[:, t] += 1.5
     with torch.no_grad():
-        before, after = prior.log_prob(z, **cond), prior.log_prob(moved, **cond)
+        before, after = prior.log_prob(z, None, cond), prior.log_prob(moved, None, cond)
     assert (before[:, :t] - after[:, :t]).abs().max().item() == 0
     assert (before[:, t + 1 :] - after[:, t + 1 :]).abs().max().item() > 1e-3
 
@@ -114,7 +119,7 @@ def test_sudoku_cells_are_not_exchangeable():
     swapped = z.clone()
     swapped[:, [3, 40]] = z[:, [40, 3]]
     with torch.no_grad():
-        gap = (prior.log_prob(z, **cond).sum(-1) - prior.log_prob(swapped, **cond).sum(-1)).abs()
+        gap = (prior.log_prob(z, None, cond).sum(-1) - prior.log_prob(swapped, None, cond).sum(-1)).abs()
     assert gap.min().item() > 1e-3
 
 
@@ -129,16 +134,16 @@ def test_edges_reach_the_density_through_the_relation_bias():
     z = torch.randn(1, T, 2, dtype=torch.float64)
     with torch.no_grad():
         prior = random_prior("none", "adjacency")
-        a, b = prior.log_prob(z, adjacency=adj), prior.log_prob(z, adjacency=cut)
+        a, b = prior.log_prob(z, None, Condition(adjacency=adj)), prior.log_prob(z, None, Condition(adjacency=cut))
         assert (a[:, : j] - b[:, : j]).abs().max().item() == 0  # j > i: elements before j cannot see the edge's token pair
         assert (a[:, j] - b[:, j]).abs().item() > 1e-4
         blind = random_prior("index", "none")
-        assert torch.equal(blind.log_prob(z, adjacency=adj), blind.log_prob(z, adjacency=cut))
+        assert torch.equal(blind.log_prob(z, None, Condition(adjacency=adj)), blind.log_prob(z, None, Condition(adjacency=cut)))
 
 
 def test_bad_structure_is_refused_by_name():
-    with pytest.raises(ValueError, match="prior.positions"):
-        ARTransformerPrior(1, positions="rows")
+    with pytest.raises(ValueError, match="prior.encoder.positions"):
+        ar_prior(1, "transformer", positions="rows")
     with pytest.raises(ValueError, match="adjacency"):
         random_prior("none", "adjacency").log_prob(torch.randn(1, 5, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="max_length"):
@@ -167,15 +172,15 @@ def test_degree_order_inverts_and_is_equivariant_where_degrees_differ():
     adj = distinct_degree_graph()
     T = adj.shape[1]
     z = torch.randn(1, T, 2, dtype=torch.float64)
-    e, _ = prior(z, adjacency=adj)
-    assert (prior.inverse(e, adjacency=adj) - z).abs().max().item() < 1e-5
-    torch.testing.assert_close(prior.inverse(e, adjacency=adj), prior.inverse_recomputing(e, adjacency=adj), atol=1e-9, rtol=0)
+    e, _ = prior(z, None, Condition(adjacency=adj))
+    assert (prior.inverse(e, None, Condition(adjacency=adj)) - z).abs().max().item() < 1e-5
+    torch.testing.assert_close(prior.inverse(e, None, Condition(adjacency=adj)), recomputing_inverse(prior, e, Condition(adjacency=adj)), atol=1e-9, rtol=0)
     relabel = torch.randperm(T, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
-        log_p = prior.log_prob(z, adjacency=adj)
-        moved = prior.log_prob(z[:, relabel], adjacency=adj[:, relabel][:, :, relabel])
+        log_p = prior.log_prob(z, None, Condition(adjacency=adj))
+        moved = prior.log_prob(z[:, relabel], None, Condition(adjacency=adj[:, relabel][:, :, relabel]))
     assert (moved - log_p[:, relabel]).abs().max().item() < 1e-5
     given = random_prior("degree", "adjacency", order="given")
     with torch.no_grad():
-        gap = (given.log_prob(z[:, relabel], adjacency=adj[:, relabel][:, :, relabel]).sum() - given.log_prob(z, adjacency=adj).sum()).abs()
+        gap = (given.log_prob(z[:, relabel], None, Condition(adjacency=adj[:, relabel][:, :, relabel])).sum() - given.log_prob(z, None, Condition(adjacency=adj)).sum()).abs()
     assert gap.item() > 1e-3, "the given order is not equivariant: this test would not notice a broken sort"

@@ -69,7 +69,7 @@ GOOD_EDGES = [
     "optim.schedule=cosine", "num_threads=2", "seed=4294967295", "tags=[a,b]", "ckpt_path=/some/file.ckpt",
     "dataset=toy dataset.probs=[0.5,0.5]", "dataset=graph_colouring_tiny dataset.degree=[2,3]",
     "flow=argmax flow.dim=null", "flow=argmax flow.variant=onehot", "weighting=kl_warmup weighting.start=1",
-    "weighting=recon_decay weighting.decay=1", "context=causal_lstm", "prior=ar_lstm prior.dropout=0.5",
+    "weighting=recon_decay weighting.decay=1", "context=causal_lstm", "prior=ar_lstm prior.encoder.dropout=0.5",
 ]
 
 

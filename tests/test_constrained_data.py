@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from trufl.condition import Condition
+
 from trufl.data.graphs import GraphColouringDataModule, is_bipartite
 from trufl.data.sudoku import boards_are_valid, random_board
 
@@ -28,8 +30,9 @@ def test_graph_batches_group_node_counts_and_permute_colours(tmp_path):
     seen = 0
     for batch in dm.train_dataloader():
         B, n = batch["x"].shape
-        assert batch["adjacency"].shape == (B, n, n) and (batch["adjacency"] == batch["adjacency"].transpose(1, 2)).all()
-        assert dm.is_valid(batch["x"], batch["adjacency"]).all()  # relabelling keeps colourings proper
+        adjacency = batch["condition"].adjacency
+        assert adjacency.shape == (B, n, n) and (adjacency == adjacency.transpose(1, 2)).all()
+        assert dm.is_valid(batch["x"], batch["condition"]).all()  # relabelling keeps colourings proper
         seen += B
     assert seen == 80  # no graph dropped
     plain = {tuple(c) for _, _, c in dm.graphs["train"]}
@@ -41,9 +44,10 @@ def test_invalid_colourings_are_detected():
     adjacency = torch.zeros(1, 3, 3, dtype=torch.bool)
     adjacency[0, 0, 1] = adjacency[0, 1, 0] = True
     dm = GraphColouringDataModule.__new__(GraphColouringDataModule)
-    assert not dm.is_valid(torch.tensor([[1, 1, 0]]), adjacency).item()
-    assert dm.is_valid(torch.tensor([[1, 2, 1]]), adjacency).item()
-    assert not dm.is_valid(torch.tensor([[1, -1, 0]]), adjacency).item()
+    graph = Condition(adjacency=adjacency)
+    assert not dm.is_valid(torch.tensor([[1, 1, 0]]), graph).item()
+    assert dm.is_valid(torch.tensor([[1, 2, 1]]), graph).item()
+    assert not dm.is_valid(torch.tensor([[1, -1, 0]]), graph).item()
 
 
 def test_bipartite_check():
@@ -70,10 +74,10 @@ def test_sudoku_constraint_graph_and_datamodule(tmp_path):
     assert adj.shape == (81, 81) and (adj == adj.T).all() and (adj.sum(1) == 20).all()  # 8 + 8 + 4 peers
     dm = SudokuDataModule(train_size=40, val_size=8, test_size=8, batch_size=16, data_dir=str(tmp_path))
     batch = next(iter(dm.train_dataloader()))
-    assert batch["x"].shape == (16, 81) and batch["adjacency"].shape == (16, 81, 81)
+    assert batch["x"].shape == (16, 81) and batch["condition"].adjacency.shape == (16, 81, 81)
     assert dm.is_valid(batch["x"]).all()
-    (num, length, cond), = dm.sampling_groups()
-    assert (num, length) == (8, 81) and cond["adjacency"].shape == (8, 81, 81)
+    (num, length, condition), = dm.sampling_groups()
+    assert (num, length) == (8, 81) and condition.adjacency.shape == (8, 81, 81)
 
 
 def test_sudoku_generation_is_cached_and_independent_of_the_worker_count(tmp_path):

@@ -11,10 +11,15 @@ from __future__ import annotations
 import pytest
 import torch
 
+from trufl.support import Support
+
 from trufl.dequantisers.catnf import ConditionalAffineCoupling
-from trufl.priors import ARLSTMPrior, GraphCouplingPrior, GridCouplingPrior, SetCouplingPrior, StandardLogisticPrior
+from trufl.condition import Condition
+from trufl.priors import GraphCouplingPrior, GridCouplingPrior, SetCouplingPrior, StandardLogisticPrior
 from trufl.priors.layers import ActNorm, InvertibleLinear
 from trufl.priors.transforms import MixtureLogisticCDF, PiecewiseLinearCDF
+
+from .conftest import ar_prior
 
 SMALL_COUPLING = dict(num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=3)
 # stacks of mixture-CDF couplings perturbed at std 0.3 reach log-determinants near -1000
@@ -74,15 +79,17 @@ def catnf_coupling():
     return forward, lambda y: layer.inverse(y, h)[0], torch.randn(1, 4, 3, dtype=torch.float64)
 
 
-def prior_case(prior, shape, std: float = 0.3, **cond):
+def prior_case(prior, shape, std: float = 0.3, condition: Condition | None = None):
     prior = randomised(prior, std)
-    forward = lambda z: (lambda e, ld: (e, ld.sum(-1)))(*prior(z, **cond))  # noqa: E731
-    return forward, lambda e: prior.inverse(e, **cond), torch.randn(*shape, dtype=torch.float64)
+    forward = lambda z: (lambda e, ld: (e, ld.sum(-1)))(*prior(z, None, condition))  # noqa: E731
+    return forward, lambda e: prior.inverse(e, None, condition), torch.randn(*shape, dtype=torch.float64)
+
+
+GRAPH = torch.tensor([[[0, 1, 1, 0, 0], [1, 0, 1, 0, 1], [1, 1, 0, 1, 0], [0, 0, 1, 0, 1], [0, 1, 0, 1, 0]]]).bool()
 
 
 def graph_prior():
-    adjacency = torch.tensor([[[0, 1, 1, 0, 0], [1, 0, 1, 0, 1], [1, 1, 0, 1, 0], [0, 0, 1, 0, 1], [0, 1, 0, 1, 0]]]).bool()
-    return prior_case(GraphCouplingPrior(2, **SMALL_COUPLING), (1, 5, 2), COUPLING_STD, adjacency=adjacency)
+    return prior_case(GraphCouplingPrior(Support.unbound(2), **SMALL_COUPLING), (1, 5, 2), COUPLING_STD, Condition(adjacency=GRAPH))
 
 
 CASES = {
@@ -91,14 +98,17 @@ CASES = {
     "mixture_logistic_cdf": mixture_cdf,
     "piecewise_linear_cdf": piecewise_linear_cdf,
     "catnf_conditional_affine_coupling": catnf_coupling,
-    "prior_standard": lambda: prior_case(StandardLogisticPrior(3), (1, 4, 3)),
-    "prior_ar_lstm": lambda: prior_case(ARLSTMPrior(3, hidden=16, head_hidden=16, num_mixtures=4), (1, 4, 3)),
-    "prior_ar_lstm_spline": lambda: prior_case(ARLSTMPrior(2, hidden=16, head_hidden=16, transform="spline", num_bins=6), (1, 4, 2)),
-    "prior_ar_lstm_linear_head": lambda: prior_case(ARLSTMPrior(3, hidden=16, head_hidden=8, head_layers=0, transform="spline", num_bins=6), (1, 4, 3)),
-    "prior_set_coupling": lambda: prior_case(SetCouplingPrior(3, **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
-    "prior_set_coupling_mix_dims": lambda: prior_case(SetCouplingPrior(3, mix_dims=True, **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
+    "prior_standard": lambda: prior_case(StandardLogisticPrior(Support.unbound(3)), (1, 4, 3)),
+    "prior_ar_lstm": lambda: prior_case(ar_prior(3, hidden=16, head_hidden=16, num_mixtures=4), (1, 4, 3)),
+    "prior_ar_lstm_spline": lambda: prior_case(ar_prior(2, hidden=16, head_hidden=16, transform="spline", num_bins=6), (1, 4, 2)),
+    "prior_ar_lstm_linear_head": lambda: prior_case(ar_prior(3, hidden=16, head_hidden=8, head_layers=0, transform="spline", num_bins=6), (1, 4, 3)),
+    "prior_ar_transformer_degree_order": lambda: prior_case(
+        ar_prior(2, "transformer", hidden=16, num_layers=1, heads=2, head_hidden=16, num_mixtures=3, positions="degree",
+                 relations="adjacency", order="degree"), (1, 5, 2), COUPLING_STD, Condition(adjacency=GRAPH)),
+    "prior_set_coupling": lambda: prior_case(SetCouplingPrior(Support.unbound(3), **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
+    "prior_set_coupling_mix_dims": lambda: prior_case(SetCouplingPrior(Support.unbound(3), mix_dims=True, **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
     "prior_graph_coupling": graph_prior,
-    "prior_grid_coupling": lambda: prior_case(GridCouplingPrior(2, **SMALL_COUPLING), (1, 81, 2), COUPLING_STD),
+    "prior_grid_coupling": lambda: prior_case(GridCouplingPrior(Support.unbound(2), **SMALL_COUPLING), (1, 81, 2), COUPLING_STD),
 }
 
 

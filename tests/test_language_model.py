@@ -3,6 +3,7 @@ inputs and spline transform, and the categorical baseline."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -15,13 +16,14 @@ from trufl.categorical import CategoricalLSTM
 from trufl.metrics import LN2
 from trufl.objective import bits_metrics
 from trufl.priors.layers import ActNorm
-from trufl.priors.support import Support, monte_carlo_support_mass
+from trufl.priors.reference import recomputing_inverse
+from trufl.priors.support_mass import monte_carlo_support_mass
 from trufl.run import run
 
 from .conftest import tiny_text
 
 K = 27  # the embedded corpus' alphabet
-SMALL = ("prior.hidden=16", "prior.head_hidden=16", "prior.num_mixtures=3", "prior.num_bins=4", "prior.embed_dim=8")
+SMALL = ("prior.encoder.hidden=16", "prior.head_hidden=16", "prior.num_mixtures=3", "prior.num_bins=4", "prior.embed_dim=8")
 
 
 def lm(make_cfg, *overrides, seed=0):
@@ -78,7 +80,7 @@ def test_token_density_integrates_to_one_given_each_previous_category(make_cfg, 
         z1 = z1.expand(n, 1)
         z = torch.stack([z1, z2[:, None]], dim=1)  # [n, 2, 1]
         with torch.no_grad():
-            density = model.prior.log_prob(z, readout=model)[:, 1].exp()
+            density = model.prior.log_prob(z)[:, 1].exp()
         totals.append((density * dz).sum().item())
         densities.append(density)
     assert totals == pytest.approx([1.0, 1.0, 1.0], abs=2e-3)
@@ -92,10 +94,10 @@ def test_prior_inverts_and_stateful_sampler_equals_recomputing(make_cfg, overrid
     model = lm(make_cfg, *overrides)
     D = model.prior.dim
     e = torch.logit(torch.rand(4, 6, D, dtype=torch.float64).clamp(1e-4, 1 - 1e-4))
-    z = model.prior.inverse(e, readout=model)
-    e_back, _ = model.prior(z, readout=model)
+    z = model.prior.inverse(e)
+    e_back, _ = model.prior(z)
     torch.testing.assert_close(e_back, e, atol=1e-5, rtol=0)
-    torch.testing.assert_close(model.prior.inverse_recomputing(e, readout=model), z, atol=1e-8, rtol=0)
+    torch.testing.assert_close(recomputing_inverse(model.prior, e), z, atol=1e-8, rtol=0)
 
 
 @pytest.mark.parametrize("inputs", ["decoded", "both"])
@@ -108,14 +110,14 @@ def test_causality_previous_categories_matter_later_ones_do_not(make_cfg, inputs
     moved = z.clone()
     moved[0, 2] = in_box(model, 15)[0]
     with torch.no_grad():
-        before, after = model.prior.log_prob(z, readout=model), model.prior.log_prob(moved, readout=model)
+        before, after = model.prior.log_prob(z), model.prior.log_prob(moved)
     torch.testing.assert_close(before[:, :2], after[:, :2], atol=0, rtol=0)  # x_{>=t} never read
     assert (before[:, 3:] - after[:, 3:]).abs().min() > 1e-6  # x_{<t} is
     if inputs == "decoded":  # a move inside the same box changes nothing downstream
         same = z.clone()
         same[0, 2] = in_box(model, 1)[0]
         with torch.no_grad():
-            again = model.prior.log_prob(same, readout=model)
+            again = model.prior.log_prob(same)
         torch.testing.assert_close(again[:, 3:], before[:, 3:], atol=1e-12, rtol=0)
 
 
@@ -131,13 +133,10 @@ def test_catnf_bound_reads_decoded_latents_not_the_data(make_cfg):
     z, _ = model.dequantiser.sample(x)  # the same draw terms() made
     assert (model.decode(z) != x).any(), "the check needs tokens whose decoding is not x"
     with torch.no_grad():
-        honest = model.prior.log_prob(z, mask, readout=model)
+        honest = model.prior.log_prob(z, mask)
 
-        class Leak:  # a readout that hands the prior the data instead of decode(z)
-            decode = staticmethod(lambda _z: x)
-            faces = staticmethod(model.faces)
-
-        leaked = model.prior.log_prob(z, mask, readout=Leak())
+        leak = dataclasses.replace(model.support, decode_fn=lambda _z: x)  # hands the prior the data, not decode(z)
+        leaked = model.prior.log_prob(z, mask, None, leak)
     torch.testing.assert_close(terms.log_p, honest, atol=1e-12, rtol=0)
     assert (terms.log_p - leaked).abs().max() > 1e-3
 
@@ -147,7 +146,7 @@ def test_spline_knots_at_faces_make_the_bound_categorical(make_cfg):
     every z ~ q(z|x): the TRUFL bound equals a categorical model's (D = 1)."""
     model = lm(make_cfg, "latent_dim=1", "prior.inputs=decoded", "prior.transform=spline")
     prior, deq = model.prior, model.dequantiser
-    knots = prior.knots(model)[0]
+    knots = prior.transform.current(model.support).knots[0]
     mids = torch.logit((0.5 * (knots[1:] + knots[:-1])).clamp(1e-12, 1 - 1e-12))
     box_of_bin = deq.decode(mids[:, None])
     box = deq.boxes()
@@ -160,7 +159,7 @@ def test_spline_knots_at_faces_make_the_bound_categorical(make_cfg):
     x = torch.randint(0, K, (4, 10))
     z, log_q = deq.sample(x)
     with torch.no_grad():
-        log_p = prior.log_prob(z, readout=model)
+        log_p = prior.log_prob(z)
     torch.testing.assert_close(log_p - log_q, pi.log()[x], atol=1e-6, rtol=0)
 
 
@@ -191,7 +190,7 @@ def test_categorical_baseline_run_reports_only_what_it_has(make_cfg, tmp_path):
     assert set(results["not_applicable"]) == {"recon_bits", "kl_bits", "determinism", "decode_acc", "iwbo_bits", "log_Z"}
     assert "log_Z" not in results["log_Z"] and results["renormalised"] == {}
     assert 0 < metrics["val/nll_bits"] < math.log2(K) + 0.5
-    # the same size as the prior it is compared with: hidden follows prior.hidden (16 here)
+    # the same size as the prior it is compared with: hidden follows prior.encoder.hidden (16 here)
     assert results["dequantiser"]["parameters"] == sum(p.numel() for p in CategoricalLSTM(K, 16, 64).parameters())
     assert all(set(s) <= set(" abcdefghijklmnopqrstuvwxyz") for s in results["samples"])
 
@@ -207,11 +206,11 @@ def test_sequential_log_z_agrees_with_plain_monte_carlo(make_cfg, overrides):
     """T = 1, 2, 3, D = 1: the sequential estimator is within 3 standard errors of a
     40 000-sequence Monte Carlo estimate of the same Z."""
     model = lm(make_cfg, "latent_dim=1", "flow.init_gap=0.15", *overrides)  # wide gaps: Z far from 1
-    support = Support(model.decode, model.dequantiser.support_boxes())
+
     for T in (1, 2, 3):
         torch.manual_seed(T)
         seq = model.log_support_mass(T, 2000)
-        mc = monte_carlo_support_mass(model.prior.sample, support, T, 40_000, model.prior_condition(None))
+        mc = monte_carlo_support_mass(model.prior.sample, model.decode, T, 40_000)
         assert seq["estimator"].startswith("sequential")
         assert abs(seq["log_Z"] - mc["log_Z"]) < 3 * math.hypot(seq["stderr"], mc["stderr"]), (T, seq, mc)
         assert seq["log_Z"] < -0.05  # the check has teeth: far from log 1
@@ -227,7 +226,7 @@ def test_sequential_log_z_is_finite_where_whole_sequences_miss(make_cfg):
 
 
 def test_union_of_overlapping_intervals():
-    from trufl.priors.ar_lstm import union_of_intervals
+    from trufl.priors.support_mass import union_of_intervals
 
     lo, hi = union_of_intervals(torch.tensor([0.5, -1.0, 0.0, 3.0]), torch.tensor([1.0, 0.1, 0.6, 4.0]))
     assert lo.tolist() == [-1.0, 3.0] and hi.tolist() == [1.0, 4.0]
@@ -240,7 +239,7 @@ def test_prior_sees_the_same_decoded_tokens_from_the_terms_posterior(make_cfg, f
     model = lm(make_cfg, f"flow={flow}", "prior.inputs=decoded", "prior.transform=spline")
     z = 8 * torch.randn(3, 7, model.prior.dim, dtype=torch.float64)  # far out: some z in no support
     log_post = model.dequantiser.decoder_log_prob(z)
-    readout = model._decoded_sample(z, log_post)
-    assert torch.equal(readout.decode(z), model.decode(z))
+    told = model._support_of(z, log_post)
+    assert torch.equal(told.decode(z), model.decode(z))
     assert flow == "catnf" or (model.decode(z) == -1).any()  # the invalid row is exercised
-    torch.testing.assert_close(model.prior.log_prob(z, readout=readout), model.prior.log_prob(z, readout=model), rtol=0, atol=0)
+    torch.testing.assert_close(model.prior.log_prob(z, None, None, told), model.prior.log_prob(z), rtol=0, atol=0)

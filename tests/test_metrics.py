@@ -7,18 +7,21 @@ import math
 import pytest
 import torch
 
+from trufl.condition import Condition
+from trufl.support import Support
+
 from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser
 from trufl.latent import LatentVariableModel
 from trufl.priors import StandardLogisticPrior
-from trufl.priors.support import Support, monte_carlo_support_mass, union_volume
+from trufl.priors.support_mass import monte_carlo_support_mass, union_volume
 from trufl.sampling import sample_with_rejection
 
 
 def exact_and_monte_carlo(deq, length: int, num_samples: int):
     """The standard prior's exact per-token log Z and a Monte Carlo estimate of the same."""
-    prior = StandardLogisticPrior(deq.dim)
+    prior = StandardLogisticPrior(Support.unbound(deq.dim))
     exact = LatentVariableModel(deq, prior).log_support_mass(1, 0)
-    mc = monte_carlo_support_mass(prior.sample, Support(deq.decode), length, num_samples)
+    mc = monte_carlo_support_mass(prior.sample, deq.decode, length, num_samples)
     return exact, mc
 
 
@@ -49,19 +52,19 @@ def test_log_z_for_sequences_is_per_token():
 
 
 def test_full_support_and_argmax_invalid_codes():
-    assert LatentVariableModel(CatNFDequantiser(4, 2), StandardLogisticPrior(2)).log_support_mass(1, 0)["log_Z"] == 0.0
+    assert LatentVariableModel(CatNFDequantiser(4, 2), StandardLogisticPrior(Support.unbound(2))).log_support_mass(1, 0)["log_Z"] == 0.0
     # binary codes for K = 5 use 3 bits: 5 of 8 orthants are valid, each of logistic mass 1/8
-    z = LatentVariableModel(ArgmaxDequantiser(5), StandardLogisticPrior(3)).log_support_mass(1, 0)
+    z = LatentVariableModel(ArgmaxDequantiser(5), StandardLogisticPrior(Support.unbound(3))).log_support_mass(1, 0)
     assert z["log_Z"] == pytest.approx(math.log(5 / 8), abs=1e-9)
 
 
 def test_rejection_sampling_acceptance_matches_z_and_never_returns_outside_points():
     torch.manual_seed(0)
     deq = TruflDequantiser(4, 1, init_gap=0.2)  # each box keeps 60% of its cell: Z = 0.6 per token
-    model = LatentVariableModel(deq, StandardLogisticPrior(1))
+    model = LatentVariableModel(deq, StandardLogisticPrior(Support.unbound(1)))
     returned = []
 
-    def in_support(x):
+    def in_support(x, condition=None):
         returned.append(x)
         return (x >= 0).all(-1)
 
@@ -81,10 +84,11 @@ def test_conditional_log_z_covers_every_test_group_weighted_by_tokens():
     from trufl.sampling import EvalSettings, support_mass
 
     class PerGroup:  # stands in for a conditional model: log Z per token read off the condition
-        def log_support_mass(self, length, num_samples, cond):
-            return {"log_Z": float(cond["level"][0]), "stderr": 0.1, "estimator": "monte carlo"}
+        def log_support_mass(self, length, num_samples, condition):
+            return {"log_Z": -float(condition.adjacency.shape[1]), "stderr": 0.1, "estimator": "monte carlo"}
 
-    groups = [SamplingGroup(2, 3, {"level": torch.tensor([-1.0, -1.0])}), SamplingGroup(1, 10, {"level": torch.tensor([-2.0])})]
+    level = lambda n, per_token: Condition(adjacency=torch.zeros(n, per_token, 1))  # noqa: E731  (log Z read off its shape)
+    groups = [SamplingGroup(2, 3, level(2, 1)), SamplingGroup(1, 10, level(1, 2))]
     est = support_mass(PerGroup(), None, groups, EvalSettings())
     assert est["log_Z"] == pytest.approx((6 * -1 + 10 * -2) / 16)
     assert est["stderr"] == pytest.approx(math.sqrt((6 * 0.1) ** 2 + (10 * 0.1) ** 2) / 16)
@@ -93,11 +97,11 @@ def test_conditional_log_z_covers_every_test_group_weighted_by_tokens():
 
 def test_an_impossible_log_z_is_no_number_and_says_why():
     from trufl.objective import renormalised_bound
-    from trufl.priors.support import Support, monte_carlo_support_mass
+    from trufl.priors.support_mass import monte_carlo_support_mass
     from trufl.sampling import Generation
 
-    prior = StandardLogisticPrior(1)
-    never = Support(lambda z: torch.full(z.shape[:-1], -1))
+    prior = StandardLogisticPrior(Support.unbound(1))
+    never = lambda z: torch.full(z.shape[:-1], -1)  # noqa: E731  (a decoder with no support anywhere)
     est = monte_carlo_support_mass(prior.sample, never, 5, 64)
     assert "log_Z" not in est and "eval.log_z_samples" in est["unavailable"]
     assert Generation(est).metrics == {}

@@ -10,6 +10,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from trufl.support import Support
+
 from trufl.build import build, build_model
 from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser
 from trufl.latent import LatentVariableModel
@@ -37,7 +39,7 @@ def tokens(n: int = 400) -> tuple[torch.Tensor, torch.Tensor]:
 def test_partitioning_dequantisers_decode_every_token_exactly(deq):
     torch.manual_seed(0)
     d = deq()
-    model = LatentVariableModel(d, StandardLogisticPrior(d.dim))
+    model = LatentVariableModel(d, StandardLogisticPrior(Support.unbound(d.dim)))
     x, mask = tokens()
     m = bits_metrics(model.terms(x, mask), mask)
     assert m["determinism"].item() == 1.0 and m["decode_acc"].item() == 1.0
@@ -52,7 +54,7 @@ def test_identical_encoders_decode_at_chance_with_no_determinism():
     d = CatNFDequantiser(K, dim=2)
     with torch.no_grad():
         d.loc.copy_(d.loc[:1].expand_as(d.loc))
-    model = LatentVariableModel(d, StandardLogisticPrior(2))
+    model = LatentVariableModel(d, StandardLogisticPrior(Support.unbound(2)))
     x, mask = tokens()
     m = bits_metrics(model.terms(x, mask), mask)
     assert m["determinism"].item() == 0.0
@@ -83,7 +85,7 @@ def test_iwbo_approaches_the_exact_log_likelihood_from_below(deq):
     with torch.no_grad():  # move q(z|x) away from the prior restricted to x's region
         for p in d.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    model = LatentVariableModel(d, StandardLogisticPrior(1))
+    model = LatentVariableModel(d, StandardLogisticPrior(Support.unbound(1)))
     exact = exact_log_px(d)
     x, mask = torch.arange(K).repeat(2000, 1).reshape(-1, 1), torch.ones(2000 * K, 1, dtype=torch.bool)
     per_k = {}

@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from trufl.condition import Condition
+from trufl.support import Support
+
 from trufl.data.sets import SetDataModule, count_tuples, optimum_bits, sample_sum_tuples
 from trufl.data.sudoku import constraint_graph
 from trufl.priors.coupling import GraphCouplingPrior, GridCouplingPrior, SetCouplingPrior
@@ -59,7 +62,7 @@ def random_coupling_prior(cls=SetCouplingPrior, dim=3, std=0.3, mix_dims=False):
     """A small coupling prior with random (off-identity) conditioner outputs
     (``std`` small enough that no transform is flat to float64 precision)."""
     torch.manual_seed(0)
-    prior = cls(dim, num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4, mix_dims=mix_dims).double()
+    prior = cls(Support.unbound(dim), num_layers=3, hidden=16, heads=2, transformer_layers=1, num_mixtures=4, mix_dims=mix_dims).double()
     with torch.no_grad():
         for cond in prior.conditioners:
             cond.out.weight.normal_(0, std)
@@ -93,7 +96,7 @@ def test_set_coupling_respects_padding():
 
 def test_set_coupling_needs_two_dimensions():
     with pytest.raises(ValueError, match="flow.dim"):
-        SetCouplingPrior(1)
+        SetCouplingPrior(Support.unbound(1))
 
 
 def random_graph_prior():
@@ -107,16 +110,16 @@ def test_graph_prior_is_equivariant_to_node_relabelling_and_inverts():
     adjacency = (adjacency | adjacency.transpose(1, 2)) & ~torch.eye(n, dtype=torch.bool)
     z = torch.randn(3, n, 2, dtype=torch.float64)
     perm = torch.randperm(n)
-    e, _ = prior(z, adjacency=adjacency)
-    e_perm, _ = prior(z[:, perm], adjacency=adjacency[:, perm][:, :, perm])
+    e, _ = prior(z, None, Condition(adjacency=adjacency))
+    e_perm, _ = prior(z[:, perm], None, Condition(adjacency=adjacency[:, perm][:, :, perm]))
     torch.testing.assert_close(e_perm, e[:, perm], atol=1e-9, rtol=0)
-    lp = prior.log_prob(z, adjacency=adjacency).sum(-1)
-    lp_perm = prior.log_prob(z[:, perm], adjacency=adjacency[:, perm][:, :, perm]).sum(-1)
+    lp = prior.log_prob(z, None, Condition(adjacency=adjacency)).sum(-1)
+    lp_perm = prior.log_prob(z[:, perm], None, Condition(adjacency=adjacency[:, perm][:, :, perm])).sum(-1)
     torch.testing.assert_close(lp_perm, lp, atol=1e-5, rtol=0)
-    torch.testing.assert_close(prior.inverse(e, adjacency=adjacency), z, atol=1e-5, rtol=0)
+    torch.testing.assert_close(prior.inverse(e, None, Condition(adjacency=adjacency)), z, atol=1e-5, rtol=0)
     # the graph matters: another graph gives another density
     other = ~adjacency & ~torch.eye(n, dtype=torch.bool)
-    assert (prior.log_prob(z, adjacency=other).sum(-1) - lp).abs().max() > 1e-3
+    assert (prior.log_prob(z, None, Condition(adjacency=other)).sum(-1) - lp).abs().max() > 1e-3
 
 
 def test_graph_prior_needs_the_graph():
@@ -124,12 +127,15 @@ def test_graph_prior_needs_the_graph():
         random_graph_prior().log_prob(torch.randn(1, 4, 2, dtype=torch.float64))
 
 
-def test_grid_prior_units_are_the_sudoku_rows_columns_and_boxes():
-    prior = random_coupling_prior(GridCouplingPrior, dim=2)
-    units = prior.conditioners[0].units  # [81, 3]: row, column and box ids
-    shares_a_unit = (units[:, None, :] == units[None, :, :]).any(-1) & ~torch.eye(81, dtype=torch.bool)
-    assert torch.equal(shares_a_unit, constraint_graph())
-    assert all(torch.bincount(units[:, u]).tolist() == [0] * (9 * u) + [9] * 9 for u in range(3))
+def test_grid_units_are_the_sudoku_rows_columns_and_boxes():
+    """The one grid geometry (read by the Sudoku task and the grid-aware priors) against cells
+    written out by hand: cell (r, c) is in row r, column c and box 3·(r//3) + c//3; every cell
+    then constrains exactly 20 others (8 in its row, 8 in its column, 4 more in its box)."""
+    units = random_coupling_prior(GridCouplingPrior, dim=2).conditioners[0].units  # [81, 3]
+    expected = [[r, 9 + c, 18 + 3 * (r // 3) + c // 3] for r in range(9) for c in range(9)]
+    assert units.tolist() == expected
+    assert constraint_graph().sum(-1).tolist() == [20] * 81
+    assert constraint_graph()[0, [1, 8, 9, 72, 10, 20]].all() and not constraint_graph()[0, [12, 30, 80]].any()
 
 
 def test_grid_prior_inverts_and_knows_where_cells_are():

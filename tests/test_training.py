@@ -161,10 +161,10 @@ def test_constrained_presets_train_with_the_transformer_prior(make_cfg, tmp_path
     """Each constrained preset's default prior is the element-wise autoregressive Transformer,
     D = 1 for TRUFL/CatNF; a tiny run of every flow keeps the metric contract and samples
     objects of the task's size."""
-    cfg = make_cfg(f"experiment={experiment}", f"flow={flow}", *tiny, "prior.hidden=16", "prior.num_layers=1",
-                   "prior.heads=2", "prior.head_hidden=16", "prior.embed_dim=8", "trainer.max_steps=2",
+    cfg = make_cfg(f"experiment={experiment}", f"flow={flow}", *tiny, "prior.encoder.hidden=16", "prior.encoder.num_layers=1",
+                   "prior.encoder.heads=2", "prior.head_hidden=16", "prior.embed_dim=8", "trainer.max_steps=2",
                    "trainer.val_check_interval=2", "eval.iw_samples=2", "eval.log_z_samples=8", "eval.max_tries=3")
-    assert cfg.prior._target_ == "trufl.priors.ARTransformerPrior" and cfg.dataset._target_.endswith(
+    assert cfg.prior.encoder._target_ == "trufl.priors.CausalTransformerEncoder" and cfg.dataset._target_.endswith(
         {"sets_shuffle": "SetDataModule", "graph_colouring_tiny": "GraphColouringDataModule", "sudoku": "SudokuDataModule"}[dataset])
     metrics = run(cfg)
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -188,9 +188,9 @@ def test_nonfinite_loss_stops_with_step_term_and_checkpoint(make_cfg, tmp_path, 
     original = StandardLogisticPrior.log_prob
     calls = {"n": 0}
 
-    def poisoned(self, z, mask=None, **cond):
+    def poisoned(self, z, mask=None, condition=None, support=None):
         calls["n"] += 1
-        out = original(self, z, mask, **cond)
+        out = original(self, z, mask, condition, support)
         return out * float("nan") if calls["n"] == 4 else out
 
     monkeypatch.setattr(StandardLogisticPrior, "log_prob", poisoned)

@@ -3,8 +3,6 @@ and the trainer. ``_target_``s are validated first (:mod:`trufl.config`)."""
 
 from __future__ import annotations
 
-import inspect
-
 import pytorch_lightning as pl
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
@@ -23,37 +21,30 @@ from .sampling import EvalSettings
 
 def build(node: DictConfig, **kwargs):
     """``instantiate`` that surfaces our own clear errors (bad values, missing
-    files, offline hub) instead of Hydra's wrapper around them."""
+    files, offline hub) instead of Hydra's wrapper around them. ``kwargs`` reach the
+    constructor as they are (Hydra would turn objects into configs)."""
     try:
-        return instantiate(node, **kwargs)
+        factory = instantiate(node, _partial_=True)
     except InstantiationException as err:
         if isinstance(err.__cause__, (ValueError, OSError, HubUnavailableError)):
             raise err.__cause__ from None
         raise
+    return factory(**kwargs)
 
 
 def build_likelihood(cfg: DictConfig, num_categories: int) -> nn.Module:
     """The likelihood model: a categorical model when ``flow`` is one (no latent, so no
-    prior or context), else context (optional), dequantiser and prior, in that order
-    (parameter initialisation draws from the seeded generator in this order)."""
+    prior or context), else context (optional), dequantiser and a prior built for the
+    dequantiser's support, in that order (parameter initialisation draws from the seeded
+    generator in this order)."""
     if not issubclass(get_class(cfg.flow._target_), Dequantiser):
         if cfg.get("context"):
             raise ValueError(f"flow={cfg.flow._target_} has no latent to give a context to: use context=none")
         return build(cfg.flow, num_categories=num_categories)
     context = build(cfg.context, num_categories=num_categories) if cfg.get("context") else None
     deq = build(cfg.flow, num_categories=num_categories, context_dim=context.dim if context is not None else 0)
-    prior = build(cfg.prior, dim=deq.dim, **prior_injections(get_class(cfg.prior._target_), deq, num_categories))
+    prior = build(cfg.prior, support=deq.support(context))  # every prior is built for the support it models
     return LatentVariableModel(deq, prior, context)
-
-
-def prior_injections(prior_class: type, deq: Dequantiser, num_categories: int) -> dict:
-    """What a prior may take from the task and the dequantiser (K, its box faces, whether q is
-    uniform on its boxes), for the priors whose constructor accepts it."""
-    boxes = deq.support_boxes()
-    offer = {"num_categories": num_categories, "num_faces": 0 if boxes is None else 2 * boxes[0].shape[0],
-             "boxes_uniform": deq.uniform_on_boxes}
-    accepted = inspect.signature(prior_class).parameters
-    return {k: v for k, v in offer.items() if k in accepted}
 
 
 def build_model(cfg: DictConfig, num_categories: int) -> LikelihoodModule:

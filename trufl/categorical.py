@@ -43,12 +43,12 @@ class CategoricalLSTM(nn.Module):
         """``log p(x_t = k | x_{<t})`` ``[B, T, K]``."""
         return F.log_softmax(self.net(x), dim=-1)
 
-    def terms(self, x: Tensor, mask: Tensor, cond: dict | None = None) -> Terms:
+    def terms(self, x: Tensor, mask: Tensor, condition=None) -> Terms:
         """Exact per-token log-likelihood ``[B, T]`` (see :meth:`Terms.exact`)."""
         return Terms.exact(gather(self.log_probs(x), x))
 
     @torch.no_grad()
-    def generate(self, num: int, length: int, cond: dict | None = None) -> Tensor:
+    def generate(self, num: int, length: int, condition=None) -> Tensor:
         """``num`` sequences ``[num, length]`` by ancestral sampling, one LSTM step per token."""
         tokens, prev, state = [], None, None
         for _ in range(length):
@@ -57,7 +57,7 @@ class CategoricalLSTM(nn.Module):
             tokens.append(prev)
         return torch.stack(tokens, dim=1)
 
-    def log_support_mass(self, length: int, num_samples: int, cond: dict | None = None) -> dict:
+    def log_support_mass(self, length: int, num_samples: int, condition=None) -> dict:
         """No latent space, so no support to renormalise to."""
         return {"not_applicable": "a categorical model has no latent support"}
 

@@ -44,7 +44,8 @@ HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
 #: keys filled in by the job, not by the config
 INJECTED = {
     "flow": {"num_categories", "context_dim"},
-    "prior": {"dim", "num_categories", "num_faces", "boxes_uniform"},
+    "prior": {"support"},
+    "prior.encoder": {"in_dim"},
     "context": {"num_categories"},
     "trainer": {"logger", "callbacks", "default_root_dir"},
     "optim": {"max_steps"},  # from trainer.max_steps
@@ -118,7 +119,7 @@ RANGES: dict[str, Range | dict[type, Range]] = {
     "eval.iw_samples": NONNEGATIVE, "eval.log_z_samples": COUNT, "eval.num_samples": NONNEGATIVE,
     "eval.max_tries": COUNT,
     # models and data (constructor parameters)
-    "num_flows": NONNEGATIVE, "ARLSTMPrior.num_flows": COUNT, "embed_dim": COUNT, "num_workers": NONNEGATIVE, "max_log_scale": POSITIVE,
+    "num_flows": NONNEGATIVE, "AutoregressivePrior.num_flows": COUNT, "embed_dim": COUNT, "num_workers": NONNEGATIVE, "max_log_scale": POSITIVE,
     "init_gap": Range(0, 0.5, high_open=True), "init_loc_std": NONNEGATIVE, "init_spread": Range(0, low_open=True),
     "init_log_scale": Range(-10, 10), "max_length": COUNT, "dropout": Range(0, 1, high_open=True),
     "total": COUNT, "min_nodes": Range(3), "max_nodes": Range(3), "dataset.size": Range(2),
@@ -134,7 +135,7 @@ RANGES: dict[str, Range | dict[type, Range]] = {
     "trainer.accumulate_grad_batches": COUNT, "trainer.num_nodes": COUNT,
     "trainer.reload_dataloaders_every_n_epochs": NONNEGATIVE, "trainer.devices": Range(-1),
     "logger.version": NONNEGATIVE,
-    "ARLSTMPrior.head_layers": NONNEGATIVE,  # 0: a linear readout
+    "AutoregressivePrior.head_layers": NONNEGATIVE,  # 0: a linear readout
 }
 #: integer parameters named like this are counts (>= 1) unless RANGES says otherwise
 COUNT_NAMES = re.compile(r"^(num_\w+|\w+_size|\w*hidden|heads|\w*layers|\w*mixtures|\w*bins|\w*seq_len|dim|side|box|workers|steps)$")
@@ -315,7 +316,11 @@ def _check_target(group: str, node: DictConfig) -> list[str]:
     annotations, var_kw = target_annotations(obj)
     for name in INJECTED.get(group, ()):
         annotations.pop(name, None)
-    return check_values(group, node, annotations, target=str(target), open_keys=var_kw)
+    errors = check_values(group, node, annotations, target=str(target), open_keys=var_kw)
+    for key, value in node.items():  # nested parts built by their parent (e.g. prior.encoder)
+        if key in annotations and isinstance(value, DictConfig) and "_target_" in value:
+            errors += _check_target(f"{group}.{key}", value)
+    return errors
 
 
 def _check_probs(cfg: DictConfig) -> list[str]:

@@ -72,7 +72,7 @@ def densities_on_grid(model, axis: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     shape = (len(axis),) * deq.dim
     log_q = deq.log_prob_all(z)  # [N, K]
     mask = torch.ones(z.shape[0], 1, dtype=torch.bool, device=z.device)
-    log_p = model.prior.log_prob(z[:, None, :], mask, **model.prior_condition(None))[:, 0]  # [N]
+    log_p = model.prior.log_prob(z[:, None, :], mask, None, model.support)[:, 0]  # [N]
     return log_q.T.exp().reshape(-1, *shape).cpu(), log_p.exp().reshape(shape).cpu()
 
 
@@ -144,7 +144,7 @@ class SupportHistory(pl.Callback):
             return
         model = pl_module.model
         density, prior = densities_on_grid(model, self.axis)
-        boxes = model.dequantiser.support_boxes()
+        boxes = model.support.boxes()
         train = {k: v / self._count for k, v in self._sums.items()} if self._count else None
         self._append({
             "kind": "frame", "step": step,

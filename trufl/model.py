@@ -1,4 +1,4 @@
-"""The LightningModule shared by every model (DESIGN.md §1): it trains a likelihood
+"""The LightningModule shared by every model (docs/design.md, The model): it trains a likelihood
 model (a :class:`~trufl.latent.LatentVariableModel`: dequantiser + prior) on the
 weighted ELBO and logs the contract's metrics; the maths lives in :mod:`trufl.objective`, generation in
 :mod:`trufl.sampling`, the schedule in :mod:`trufl.optim`.
@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from .condition import Condition
 from .data.base import Task
 from .metrics import LN2
 from .objective import Terms, bits_metrics, check_finite, iwbo, weighted_loss
@@ -39,9 +40,9 @@ class LikelihoodModule(pl.LightningModule):
         self.generation: Generation | None = None  # filled at the end of testing
         # no save_hyperparameters: the resolved config is logged once and kept in results.json
 
-    def terms(self, batch: dict) -> tuple[Terms, Tensor, dict]:
-        cond = conditioning(batch)
-        return self.model.terms(batch["x"], batch["mask"], cond), batch["mask"], cond
+    def terms(self, batch: dict) -> tuple[Terms, Tensor, Condition | None]:
+        condition = batch.get("condition")
+        return self.model.terms(batch["x"], batch["mask"], condition), batch["mask"], condition
 
     def _log_split(self, split: str, metrics: dict[str, Tensor], n_tokens: int, **kw) -> None:
         for name, value in metrics.items():
@@ -59,11 +60,11 @@ class LikelihoodModule(pl.LightningModule):
         return loss
 
     def _eval_step(self, split: str, batch: dict) -> None:
-        t, mask, cond = self.terms(batch)
+        t, mask, condition = self.terms(batch)
         n = int(mask.sum())
         self._log_split(split, bits_metrics(t, mask), n, on_step=False, on_epoch=True, sync_dist=True)
         if split == "test" and self.evaluation.iw_samples > 0 and "iwbo_bits" not in self.model.not_applicable:
-            bound = iwbo(self.model, batch["x"], mask, self.evaluation.iw_samples, cond)
+            bound = iwbo(self.model, batch["x"], mask, self.evaluation.iw_samples, condition)
             self.log("test/iwbo_bits", -bound.sum() / n / LN2, batch_size=n, on_epoch=True, sync_dist=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -80,8 +81,3 @@ class LikelihoodModule(pl.LightningModule):
 
     def configure_optimizers(self):
         return self.optim.configure(self.parameters())
-
-
-def conditioning(batch: dict) -> dict:
-    """What a batch carries besides ``x`` and ``mask`` (e.g. ``adjacency``): the prior's condition."""
-    return {k: v for k, v in batch.items() if k not in ("x", "mask")}

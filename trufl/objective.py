@@ -73,12 +73,12 @@ def bits_metrics(t: Terms, mask: Tensor) -> dict[str, Tensor]:
 
 
 @torch.no_grad()
-def iwbo(model, x: Tensor, mask: Tensor, k: int, cond: dict | None = None) -> Tensor:
+def iwbo(model, x: Tensor, mask: Tensor, k: int, condition=None) -> Tensor:
     """Importance-weighted bound per sequence ``[B]`` (nats) with ``k`` samples of
     ``model.log_weight``: ``log (1/k) Σ_i w_i``, never below the ELBO in expectation."""
     ctx = model.context(x)
     # a loop, not a k-times larger batch: bounded memory
-    log_w = torch.stack([model.log_weight(x, mask, cond, ctx) for _ in range(k)])
+    log_w = torch.stack([model.log_weight(x, mask, condition, ctx) for _ in range(k)])
     return torch.logsumexp(log_w, dim=0) - math.log(k)
 
 

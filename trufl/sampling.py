@@ -1,8 +1,8 @@
 """Generation at test time: rejection sampling of objects from the prior, the
-task's validity checks, and the support mass ``log Z`` (DESIGN.md §4).
+task's validity checks, and the support mass ``log Z`` (docs/design.md, Renormalised prior).
 
-A model here is anything with ``generate(num, length, cond) -> [num, length]``
-(−1 marks a token outside every support) and ``log_support_mass(length, n, cond)``.
+A model here is anything with ``generate(num, length, condition) -> [num, length]``
+(−1 marks a token outside every support) and ``log_support_mass(length, n, condition)``.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .condition import Condition
 from .data.base import SamplingGroup, Task
 from .objective import has_estimate
 
@@ -51,7 +52,8 @@ class Generation:
 
 
 @torch.no_grad()
-def sample_with_rejection(model, num: int, length: int, is_valid, cond: dict | None = None, max_tries: int = 100) -> dict:
+def sample_with_rejection(model, num: int, length: int, is_valid, condition: Condition | None = None,
+                          max_tries: int = 100) -> dict:
     """Generate ``num`` objects; redraw those with a token outside every support
     (TRUFL's gaps, Argmax's invalid codes) up to ``max_tries`` draws per object.
 
@@ -61,8 +63,8 @@ def sample_with_rejection(model, num: int, length: int, is_valid, cond: dict | N
     cap count as invalid.
     """
     device = next(model.parameters()).device
-    cond = {k: v.to(device) for k, v in (cond or {}).items()}
-    first = model.generate(num, length, cond)
+    condition = condition.to(device) if condition is not None else None
+    first = model.generate(num, length, condition)
     x = first.clone()
     pending = ~(x >= 0).all(-1)
     proposed = num
@@ -70,13 +72,13 @@ def sample_with_rejection(model, num: int, length: int, is_valid, cond: dict | N
         if not pending.any():
             break
         idx = pending.nonzero().squeeze(-1)
-        redraw = model.generate(len(idx), length, {k: v[idx] for k, v in cond.items()})
+        redraw = model.generate(len(idx), length, condition[idx] if condition is not None else None)
         proposed += len(idx)
         x[idx] = redraw
         pending[idx] = ~(redraw >= 0).all(-1)
     return {
-        "validity_plain": is_valid(first, **cond).float().mean().item(),
-        "validity_rejection": is_valid(x, **cond).float().mean().item(),
+        "validity_plain": is_valid(first, condition).float().mean().item(),
+        "validity_rejection": is_valid(x, condition).float().mean().item(),
         "acceptance": (num - int(pending.sum())) / proposed,
         "objects": num,
         "proposed": proposed,
@@ -104,9 +106,9 @@ def support_mass(model, task: Task, groups: list[SamplingGroup], settings: EvalS
     """``log Z`` per token of the model's support. A conditional prior (groups carry a
     condition, e.g. test graphs) is estimated on every group and the per-token values are
     averaged weighted by the groups' tokens, so Z covers the whole test set."""
-    if not groups or not groups[0].cond:
+    if not groups or groups[0].condition is None:
         return model.log_support_mass(task.seq_len, settings.log_z_samples, None)
-    parts = [(g.num * g.length, model.log_support_mass(g.length, settings.log_z_samples, g.cond)) for g in groups]
+    parts = [(g.num * g.length, model.log_support_mass(g.length, settings.log_z_samples, g.condition)) for g in groups]
     missing = [p for _, p in parts if not has_estimate(p)]
     if missing:
         return {**missing[0], "conditioned_on": f"{len(missing)} of {len(parts)} groups of test objects without an estimate"}
@@ -124,7 +126,7 @@ def evaluate_generation(model, task: Task, settings: EvalSettings) -> Generation
     groups: rejection sampling, validity, acceptance and the first samples."""
     groups: list[SamplingGroup] = task.sampling_groups(settings.num_samples)
     log_z = support_mass(model, task, groups, settings)
-    parts = [sample_with_rejection(model, g.num, g.length, task.is_valid, g.cond, settings.max_tries) for g in groups]
+    parts = [sample_with_rejection(model, g.num, g.length, task.is_valid, g.condition, settings.max_tries) for g in groups]
     if not parts:
         return Generation(log_z)
     samples = [task.render(row) for p in parts for row in p["samples"].cpu().tolist()][: settings.num_samples]

@@ -17,22 +17,25 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from ..condition import Condition
+
 
 class SamplingGroup(NamedTuple):
     """Objects generated together at test time: ``num`` objects of ``length`` tokens,
-    conditioned on ``cond`` (tensors with ``num`` rows, e.g. each test graph's
-    ``adjacency``; empty for unconditional tasks)."""
+    conditioned on ``condition`` (``num`` rows, e.g. each test graph's adjacency; None
+    for unconditional tasks)."""
 
     num: int
     length: int
-    cond: dict
+    condition: Condition | None = None
 
 
 class Task(abc.ABC):
-    """What a task provides besides Lightning's loaders (DESIGN.md §5).
+    """What a task provides besides Lightning's loaders (docs/design.md, Tasks).
 
-    Batches are ``{"x": [B, T] categories, "mask": [B, T] bool, **cond}``; whatever a
-    batch carries besides ``x`` and ``mask`` conditions the prior.
+    Batches are ``{"x": [B, T] categories, "mask": [B, T] bool}``, plus
+    ``"condition"`` (a :class:`~trufl.condition.Condition`) for tasks whose objects
+    come with a structure the prior is told (graphs, boards).
     """
 
     #: K, the number of categories
@@ -44,9 +47,9 @@ class Task(abc.ABC):
         """What to generate at test time. Default: ``num_samples`` unconditional
         sequences of ``seq_len``; constrained tasks generate one object per test
         object instead (and ignore ``num_samples``)."""
-        return [SamplingGroup(num_samples, self.seq_len, {})] if num_samples > 0 else []
+        return [SamplingGroup(num_samples, self.seq_len)] if num_samples > 0 else []
 
-    def is_valid(self, x: Tensor, **cond) -> Tensor:
+    def is_valid(self, x: Tensor, condition: Condition | None = None) -> Tensor:
         """``[n]`` bool for generated objects ``x [n, T]`` (−1 marks a token outside every
         support). Default: every token decodes to a category; constrained tasks
         add their constraints."""

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from ..condition import Condition, adjacency_of
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, generate_in_chunks, load_or_build
 
@@ -171,7 +172,7 @@ class GraphColouringDataModule(SplitDataModule):
     """3-colourings of random graphs with chromatic number exactly 3.
 
     Batches hold graphs of one node count (no padding):
-    ``{"x": [B, n] colours, "mask": [B, n], "adjacency": [B, n, n] bool}``.
+    ``{"x": [B, n] colours, "mask": [B, n], "condition": Condition(adjacency [B, n, n] bool)}``.
     Training batches permute the colour labels per graph (augmentation).
 
     Args:
@@ -233,15 +234,15 @@ class GraphColouringDataModule(SplitDataModule):
             e = torch.from_numpy(edges)
             adjacency[b, e[:, 0], e[:, 1]] = True
             adjacency[b, e[:, 1], e[:, 0]] = True
-        return {"x": x, "mask": torch.ones_like(x, dtype=torch.bool), "adjacency": adjacency}
+        return {"x": x, "mask": torch.ones_like(x, dtype=torch.bool), "condition": Condition(adjacency=adjacency)}
 
     def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
         """One colouring per test graph, conditioned on its adjacency (grouped by node count)."""
-        return [SamplingGroup(b["x"].shape[0], b["x"].shape[1], {"adjacency": b["adjacency"]}) for b in self.test_dataloader()]
+        return [SamplingGroup(b["x"].shape[0], b["x"].shape[1], b["condition"]) for b in self.test_dataloader()]
 
-    def is_valid(self, colours: torch.Tensor, adjacency: torch.Tensor, **cond) -> torch.Tensor:
-        """``[B]`` bool: no edge joins two nodes of one colour, no node uncoloured."""
-        same = (colours[:, :, None] == colours[:, None, :]) & adjacency
+    def is_valid(self, colours: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
+        """``[B]`` bool: no edge joins two nodes of one colour (the condition's graphs), no node uncoloured."""
+        same = (colours[:, :, None] == colours[:, None, :]) & adjacency_of(condition, "graph colouring validity")
         return (colours >= 0).all(-1) & ~same.flatten(1).any(-1)
 
     def describe(self) -> dict:

@@ -113,9 +113,9 @@ class SetDataModule(SplitDataModule):
     def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
         """One group: a generated set per test set."""
         self.setup()
-        return [SamplingGroup(len(self.splits["test"]), self.size, {})]
+        return [SamplingGroup(len(self.splits["test"]), self.size)]
 
-    def is_valid(self, x: torch.Tensor, **cond) -> torch.Tensor:
+    def is_valid(self, x: torch.Tensor, condition=None) -> torch.Tensor:
         """``[n]`` bool for sets ``x [n, size]`` (−1 = a token outside every support)."""
         ok = (x >= 0).all(-1)
         if self.task == "shuffle":

@@ -1,4 +1,4 @@
-"""Sudoku boards (DESIGN.md §5): valid 9×9 grids from randomised backtracking.
+"""Sudoku boards (docs/design.md, Tasks): valid 9×9 grids from randomised backtracking.
 
 A board is 81 tokens (row-major), category k standing for digit k + 1.
 """
@@ -8,34 +8,34 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..condition import Condition, grid_units
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, generate_in_chunks, load_or_build
+
+#: each cell's row, column and box as unit ids (rows 0-8, columns 9-17, boxes 18-26)
+UNITS = grid_units(9, 3)
 
 
 def random_board(rng: np.random.Generator) -> np.ndarray:
     """A uniformly-seeded random valid board: fill cells in order, trying digits in
     a random order and backtracking on dead ends. Returns ``[9, 9]`` in 0..8."""
-    board = np.full((9, 9), -1, dtype=np.int64)
-    rows = np.zeros((9, 9), dtype=bool)
-    cols = np.zeros((9, 9), dtype=bool)
-    boxes = np.zeros((9, 9), dtype=bool)
+    board = np.full(81, -1, dtype=np.int64)
+    used = np.zeros((27, 9), dtype=bool)  # [unit, digit]: the digit is in that row/column/box
+    units = UNITS.numpy()
     orders = [rng.permutation(9) for _ in range(81)]
     position = [0] * 81
     cell = 0
     while cell < 81:
-        r, c = divmod(cell, 9)
-        b = 3 * (r // 3) + c // 3
-        if board[r, c] >= 0:  # coming back: free the digit we had placed
-            d = board[r, c]
-            rows[r, d] = cols[c, d] = boxes[b, d] = False
-            board[r, c] = -1
+        if board[cell] >= 0:  # coming back: free the digit we had placed
+            used[units[cell], board[cell]] = False
+            board[cell] = -1
         placed = False
         while position[cell] < 9:
             d = orders[cell][position[cell]]
             position[cell] += 1
-            if not (rows[r, d] or cols[c, d] or boxes[b, d]):
-                board[r, c] = d
-                rows[r, d] = cols[c, d] = boxes[b, d] = True
+            if not used[units[cell], d].any():
+                board[cell] = d
+                used[units[cell], d] = True
                 placed = True
                 break
         if placed:
@@ -46,7 +46,7 @@ def random_board(rng: np.random.Generator) -> np.ndarray:
             cell -= 1
             if cell < 0:
                 raise RuntimeError("backtracking exhausted (cannot happen for an empty 9×9 grid)")
-    return board
+    return board.reshape(9, 9)
 
 
 def generate_boards(seed: int, count: int) -> list[np.ndarray]:
@@ -58,17 +58,12 @@ def generate_boards(seed: int, count: int) -> list[np.ndarray]:
 def boards_are_valid(x: torch.Tensor) -> torch.Tensor:
     """``[n]`` bool for boards ``x [n, 81]`` (or ``[n, 9, 9]``): every row, column and
     3×3 box holds each digit exactly once."""
-    grid = x.reshape(-1, 9, 9)
-    if (grid < 0).any() or (grid > 8).any():
-        ok = ((grid >= 0) & (grid <= 8)).flatten(1).all(-1)
-        grid = grid.clamp(0, 8)
-    else:
-        ok = torch.ones(grid.shape[0], dtype=torch.bool, device=x.device)
-    boxes = grid.reshape(-1, 3, 3, 3, 3).transpose(2, 3).reshape(-1, 9, 9)
-    for units in (grid, grid.transpose(1, 2), boxes):
-        counts = torch.nn.functional.one_hot(units, 9).sum(-2)  # [n, 9 units, 9 digits]
-        ok &= (counts == 1).flatten(1).all(-1)
-    return ok
+    cells = x.reshape(-1, 81)
+    ok = ((cells >= 0) & (cells <= 8)).all(-1)
+    digits = torch.nn.functional.one_hot(cells.clamp(0, 8), 9).float()  # [n, 81, 9]
+    members = torch.nn.functional.one_hot(UNITS.to(x.device), 27).sum(1).float().T  # [27 units, 81 cells]
+    counts = members @ digits  # [n, 27 units, 9 digits]
+    return ok & (counts == 1).flatten(1).all(-1)
 
 
 def constraint_graph() -> torch.Tensor:
@@ -77,15 +72,13 @@ def constraint_graph() -> torch.Tensor:
     A Sudoku board is a 9-colouring of this graph, so the graph-attention
     coupling prior (``prior=graph_coupling``) models boards with no cell
     positions at all: only which cells constrain which."""
-    r, c = torch.arange(81) // 9, torch.arange(81) % 9
-    b = 3 * (r // 3) + c // 3
-    same = (r[:, None] == r[None]) | (c[:, None] == c[None]) | (b[:, None] == b[None])
+    same = (UNITS[:, None, :] == UNITS[None, :, :]).any(-1)
     return same & ~torch.eye(81, dtype=torch.bool)
 
 
 class SudokuDataModule(SplitDataModule):
-    """Valid 9×9 boards as 81 tokens (K = 9); every batch carries the constraint
-    graph as ``adjacency`` so a graph prior can condition on it.
+    """Valid 9×9 boards as 81 tokens (K = 9); every batch's condition holds the
+    constraint graph as ``adjacency`` so a graph-aware prior can read it.
 
     Args:
         train_size, val_size, test_size: boards per split.
@@ -124,14 +117,14 @@ class SudokuDataModule(SplitDataModule):
 
     def collate(self, items: list[dict], generator=None) -> dict:
         batch = super().collate(items)
-        batch["adjacency"] = self.adjacency.expand(len(items), 81, 81)
+        batch["condition"] = Condition(adjacency=self.adjacency.expand(len(items), 81, 81))
         return batch
 
     def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
         """One board per test board, all conditioned on the (fixed) constraint graph."""
         self.setup()
         n = len(self.splits["test"])
-        return [SamplingGroup(n, 81, {"adjacency": self.adjacency.expand(n, 81, 81)})]
+        return [SamplingGroup(n, 81, Condition(adjacency=self.adjacency.expand(n, 81, 81)))]
 
-    def is_valid(self, x: torch.Tensor, **cond) -> torch.Tensor:
+    def is_valid(self, x: torch.Tensor, condition: Condition | None = None) -> torch.Tensor:
         return boards_are_valid(x)

@@ -52,7 +52,7 @@ class ToyDataModule(SplitDataModule):
 
     def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
         """One generated sequence per test sequence (validity: every token decodes)."""
-        return [SamplingGroup(self.sizes["test"], self.seq_len, {})]
+        return [SamplingGroup(self.sizes["test"], self.seq_len)]
 
     def describe(self) -> dict:
         return {**super().describe(), "entropy_bits": self.entropy_bits, "probs": self.probs}

@@ -75,10 +75,7 @@ class ArgmaxDequantiser(Dequantiser):
         self.context_net = self._context_head(2)
 
     def _gaussian(self, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        mean, raw = self.mean, self.raw_log_std
-        extra = self._context_offsets(context)
-        if extra is not None:
-            mean, raw = mean + extra[..., 0], raw + extra[..., 1]
+        mean, raw = self._shift_by_context(context, self.mean, self.raw_log_std)
         return mean, bounded(raw, self.max_log_scale)
 
     def sample(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -111,7 +108,7 @@ class ArgmaxDequantiser(Dequantiser):
         weights = 2 ** torch.arange(self.dim, device=z.device)
         return ((z > 0).long() * weights).sum(-1)
 
-    def support_boxes(self) -> tuple[Tensor, Tensor] | None:
+    def _support_boxes(self) -> tuple[Tensor, Tensor] | None:
         if self.variant == "onehot":  # every z has an argmax < K
             return None
         inf = torch.full_like(self.signs, float("inf"))

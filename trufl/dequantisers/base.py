@@ -1,4 +1,4 @@
-"""The one interface every dequantiser shares (DESIGN.md §2).
+"""The one interface every dequantiser shares.
 
 Shapes: ``x`` is ``[...]`` (integer categories), ``z`` is ``[..., D]``, ``context``
 (optional) is ``[..., C]``. Every method broadcasts over the leading ``...`` so the
@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ..distributions import NEG_INF, gather
+from ..support import CausalDecoding, Support
 
 
 class Dequantiser(nn.Module):
@@ -80,16 +81,31 @@ class Dequantiser(nn.Module):
             log_post = self.decoder_log_prob(z, context)
         return gather(log_post, x)
 
-    @property
-    def uniform_on_boxes(self) -> bool:
-        """q(z|k) is uniform on box k in the logistic's CDF coordinates σ(z) (TRUFL without
-        a location-scale flow): a prior needs no shape inside a box, only its mass."""
-        return False
+    def support(self, context: nn.Module | None = None) -> Support:
+        """Where q(z) puts its mass and how z is decoded (:class:`~trufl.support.Support`):
+        what a prior is built for. ``context``: the causal context encoder, if any (the
+        supports then move with the sequence and decoding runs left to right)."""
+        boxes = self._support_boxes()
+        if context is None:
+            decode, step = self.decode, self._decode_step
+        else:
+            causal = CausalDecoding(self.decode, context)
+            decode, step = causal, causal.step
+        return Support(self.num_categories, self.dim, decode, step, num_boxes=0 if boxes is None else boxes[0].shape[0],
+                       uniform=self._uniform_on_boxes, fixed=context is None,
+                       boxes_fn=self._support_boxes if boxes is not None else None)
 
-    def support_boxes(self) -> tuple[Tensor, Tensor] | None:
+    #: q(z|k) is uniform on box k in the logistic's CDF coordinates σ(z) (TRUFL without a
+    #: location-scale flow): a prior then needs no shape inside a box, only its mass
+    _uniform_on_boxes: bool = False
+
+    def _support_boxes(self) -> tuple[Tensor, Tensor] | None:
         """The support of q(z) as a union of boxes ``lo, hi [K, D]`` in z-space
         (context-free parameters), or ``None`` when it is all of R^D."""
         return None
+
+    def _decode_step(self, z_t: Tensor, state=None) -> tuple[Tensor, None]:
+        return self.decode(z_t), None
 
     # -- helpers --------------------------------------------------------------
     def _context_head(self, params_per_cell: int) -> nn.Linear | None:
@@ -102,11 +118,22 @@ class Dequantiser(nn.Module):
         nn.init.zeros_(head.bias)
         return head
 
-    def _context_offsets(self, context: Tensor | None) -> Tensor | None:
-        """``[..., K, D, P]`` offsets from :meth:`_context_head`, or None."""
+    def _shift_by_context(self, context: Tensor | None, *params: Tensor) -> tuple[Tensor, ...]:
+        """Each of ``params`` (``[K, D]``, or ``[K, D, P]`` for P parameters per cell) plus its
+        slice of the context head's offsets, in order (``[..., K, D(, P)]``); unchanged
+        without a context."""
         if self.context_net is None or context is None:
-            return None
-        return self.context_net(context).view(*context.shape[:-1], self.num_categories, self.dim, -1)
+            return params
+        extra = self.context_net(context).view(*context.shape[:-1], self.num_categories, self.dim, -1)
+        shifted, start = [], 0
+        for p in params:
+            if p.dim() == 3:
+                shifted.append(p + extra[..., start : start + p.shape[-1]])
+                start += p.shape[-1]
+            else:
+                shifted.append(p + extra[..., start])
+                start += 1
+        return tuple(shifted)
 
     def extra_repr(self) -> str:
         return f"K={self.num_categories}, D={self.dim}, context_dim={self.context_dim}"

@@ -1,5 +1,5 @@
 """TRUFL's boundary gradient: what the pathwise derivative of ``E_q[log p(x|z)]``
-misses at the faces of the boxes (DESIGN.md §2).
+misses at the faces of the boxes (docs/design.md, Dequantisers).
 
 Inside an overlap the Bayes posterior p(x|z) is constant in z, so moving a box
 changes the expectation only through the jump of the integrand where the
@@ -13,17 +13,13 @@ sample crosses another box's face. Two ways to get that derivative:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from ..distributions import NEG_INF, logistic_log_pdf
 from .base import select_rows
-
-if TYPE_CHECKING:
-    from .truncated import Boxes, TruflDequantiser
+from .boxes import Boxes
 
 
 def exact_recon_1d(x: Tensor, box: Boxes) -> Tensor:
@@ -53,7 +49,7 @@ def exact_recon_1d(x: Tensor, box: Boxes) -> Tensor:
     return ((hi_c - lo_c) * log_post).sum(-1) * torch.exp(-log_w_x)
 
 
-def face_surrogate(deq: TruflDequantiser, x: Tensor, z: Tensor, box: Boxes) -> Tensor:
+def face_surrogate(x: Tensor, z: Tensor, box: Boxes, location_scale: bool) -> Tensor:
     """Zero-valued term whose gradient is the face-crossing part of ∂E[log p(x|z)].
 
     In the unit cube of box x (coordinates u), the face of another box j
@@ -69,8 +65,8 @@ def face_surrogate(deq: TruflDequantiser, x: Tensor, z: Tensor, box: Boxes) -> T
     token, not per face), so S is one small matmul per dimension.
     Returns ``[...]``.
     """
-    K, D = deq.num_categories, deq.dim
-    log_d, member = deq.per_dim(z, box)  # [..., K, D]
+    K, D = box.a.shape[-2:]
+    log_d, member = box.per_dim(z, location_scale)  # [..., K, D]
     faces = torch.stack([box.zlo, box.zhi], dim=-1).transpose(-3, -2)  # [(...), D, J, 2]
     bx = box.select(x)
     bx = type(bx)(*(v[..., None, None] for v in bx))  # [..., D, 1, 1]

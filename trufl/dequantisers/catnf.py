@@ -126,10 +126,7 @@ class CatNFDequantiser(Dequantiser):
 
     def _loc_scale(self, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """Locations and log-scales ``[K, D]`` (``[..., K, D]`` with context)."""
-        loc, raw = self.loc, self.raw_log_scale
-        extra = self._context_offsets(context)
-        if extra is not None:
-            loc, raw = loc + extra[..., 0], raw + extra[..., 1]
+        loc, raw = self._shift_by_context(context, self.loc, self.raw_log_scale)
         return loc, bounded(raw, self.max_log_scale)
 
     def sample(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -11,7 +11,7 @@ space of the standard logistic F. A sample is
 
 The pathwise derivative of ``E_q[log p(x|z)]`` misses the jumps of the integrand
 at other boxes' faces, so with a shared base the boxes never move apart
-(DESIGN.md §2). ``boundary_gradient`` selects how that is handled
+(docs/design.md, Dequantisers). ``boundary_gradient`` selects how that is handled
 (:mod:`trufl.dequantisers.boundary`):
 
 * ``exact``   — D = 1, shared base: integrate the piecewise-constant posterior
@@ -24,59 +24,19 @@ at other boxes' faces, so with a shared base the boxes never move apart
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple, get_args
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..distributions import NEG_INF, bounded, logistic_log_pdf, sample_uniform
-from .base import Dequantiser, select_rows
+from .base import Dequantiser
 from .boundary import exact_recon_1d, face_surrogate
+from .boxes import Boxes, grid_partition
 
 BoundaryGradient = Literal["auto", "exact", "sampled", "none"]
 BOUNDARY_GRADIENTS = get_args(BoundaryGradient)
-
-
-class Boxes(NamedTuple):
-    """TRUFL's boxes, each field ``[K, D]`` (``[..., K, D]`` with a context, ``[..., D]``
-    after :meth:`select`): the CDF-space lower bound ``a`` and log width ``log_w``,
-    the per-category location ``loc`` and log-scale ``log_s``, and the box in z-space
-    ``[zlo, zhi]``. Membership tests and samples both use ``zlo/zhi`` so a sample is
-    always inside its own box."""
-
-    a: Tensor
-    log_w: Tensor
-    loc: Tensor
-    log_s: Tensor
-    zlo: Tensor
-    zhi: Tensor
-
-    @property
-    def b(self) -> Tensor:
-        """Upper CDF-space bound."""
-        return self.a + self.log_w.exp()
-
-    def select(self, x: Tensor) -> Boxes:
-        """The boxes of categories ``x [...]``: every field ``[..., D]``."""
-        return Boxes(*(select_rows(v, x) for v in self))
-
-
-def grid_partition(num_categories: int, dim: int, gap: float) -> tuple[Tensor, Tensor]:
-    """Disjoint initial boxes: ``n`` intervals per dimension with ``n^D >= K``.
-
-    Category k sits on the cell whose base-n digits are k's, so no two boxes
-    share a cell (Argmax's binary code is the n = 2 case). Each cell is shrunk
-    by ``gap`` (a fraction of its width) on both sides. Returns ``a, w [K, D]``.
-    """
-    n = 1
-    while n**dim < num_categories:
-        n += 1
-    k = torch.arange(num_categories)
-    digits = torch.stack([(k // n**d) % n for d in range(dim)], dim=-1).double()  # [K, D]
-    a = (digits + gap) / n
-    w = torch.full_like(a, (1 - 2 * gap) / n)
-    return a, w
 
 
 class TruflDequantiser(Dequantiser):
@@ -134,15 +94,11 @@ class TruflDequantiser(Dequantiser):
     # -- parameters -----------------------------------------------------------
     def boxes(self, context: Tensor | None = None) -> Boxes:
         """The boxes, ``[K, D]`` per field (``[..., K, D]`` with a context)."""
-        logits = self.bound_logits
         loc = log_s = None
         if self.location_scale:
-            loc, log_s = self.loc, self.raw_log_scale
-        extra = self._context_offsets(context)
-        if extra is not None:
-            logits = logits + extra[..., :3]
-            if self.location_scale:
-                loc, log_s = loc + extra[..., 3], log_s + extra[..., 4]
+            logits, loc, log_s = self._shift_by_context(context, self.bound_logits, self.loc, self.raw_log_scale)
+        else:
+            (logits,) = self._shift_by_context(context, self.bound_logits)
         log_g = F.log_softmax(logits, dim=-1)
         a = log_g[..., 0].exp()
         log_w = log_g[..., 1]
@@ -167,18 +123,8 @@ class TruflDequantiser(Dequantiser):
         log_q = (logistic_log_pdf(e) - box.log_s - box.log_w).sum(-1)
         return z, log_q
 
-    def per_dim(self, z: Tensor, box: Boxes) -> tuple[Tensor, Tensor]:
-        """Finite per-dimension log densities and memberships of ``z [..., D]``, each ``[..., K, D]``."""
-        zk = z.unsqueeze(-2)
-        if self.location_scale:
-            log_d = logistic_log_pdf((zk - box.loc) * torch.exp(-box.log_s)) - box.log_s - box.log_w
-        else:  # a shared base: one logistic density per token, not per category
-            log_d = logistic_log_pdf(zk) - box.log_w
-        member = (zk >= box.zlo) & (zk <= box.zhi)
-        return log_d, member
-
     def log_prob_all(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        log_d, member = self.per_dim(z, self.boxes(context))
+        log_d, member = self.boxes(context).per_dim(z, self.location_scale)
         return torch.where(member.all(-1), log_d.sum(-1), torch.full_like(log_d[..., 0], NEG_INF))
 
     def recon_log_prob(
@@ -189,14 +135,14 @@ class TruflDequantiser(Dequantiser):
         sampled = super().recon_log_prob(x, z, context, log_post)
         if self.boundary_gradient == "none":
             return sampled
-        surrogate = face_surrogate(self, x, z, self.boxes(context))
+        surrogate = face_surrogate(x, z, self.boxes(context), self.location_scale)
         return sampled + (surrogate - surrogate.detach())
 
     @property
-    def uniform_on_boxes(self) -> bool:
+    def _uniform_on_boxes(self) -> bool:
         return not self.location_scale
 
-    def support_boxes(self) -> tuple[Tensor, Tensor]:
+    def _support_boxes(self) -> tuple[Tensor, Tensor]:
         box = self.boxes()
         return box.zlo, box.zhi
 

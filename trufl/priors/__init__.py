@@ -1,8 +1,9 @@
-"""Priors over the latent sequence ``z [B, T, D]``."""
+"""Priors over the latent sequence ``z [B, T, D]``, each built for a dequantiser's support."""
 
-from .ar_lstm import ARLSTMPrior
-from .ar_transformer import ARTransformerPrior
+from .autoregressive import AutoregressivePrior
 from .base import LogisticBaseFlow, Prior, StandardLogisticPrior
 from .coupling import GraphCouplingPrior, GridCouplingPrior, SetCouplingPrior
+from .encoders import CausalTransformerEncoder, LSTMEncoder
 
-__all__ = ["Prior", "LogisticBaseFlow", "StandardLogisticPrior", "ARLSTMPrior", "ARTransformerPrior", "SetCouplingPrior", "GraphCouplingPrior", "GridCouplingPrior"]
+__all__ = ["Prior", "LogisticBaseFlow", "StandardLogisticPrior", "AutoregressivePrior", "LSTMEncoder",
+           "CausalTransformerEncoder", "SetCouplingPrior", "GraphCouplingPrior", "GridCouplingPrior"]

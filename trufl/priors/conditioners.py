@@ -15,6 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..condition import Condition, adjacency_of, grid_units
+from .attention import AttentionBlock
+
 
 class SetConditioner(nn.Module):
     """Transformer encoder without positions: ``[B, T, in] -> [B, T, out]``."""
@@ -31,28 +34,9 @@ class SetConditioner(nn.Module):
         """Per-element input features ``[B, T, hidden]`` (no positions)."""
         return self.inp(h)
 
-    def forward(self, h: Tensor, mask: Tensor | None, adjacency: Tensor | None = None) -> Tensor:
+    def forward(self, h: Tensor, mask: Tensor | None, condition: Condition | None = None) -> Tensor:
         pad = None if mask is None else ~mask
         return self.out(self.encoder(self.embed(h), src_key_padding_mask=pad))
-
-
-class GraphAttentionBlock(nn.Module):
-    """Pre-norm attention over each node's neighbours (and itself), then an MLP."""
-
-    def __init__(self, hidden: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.norm1, self.norm2 = nn.LayerNorm(hidden), nn.LayerNorm(hidden)
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.proj = nn.Linear(hidden, hidden)
-        self.mlp = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.GELU(), nn.Linear(2 * hidden, hidden))
-
-    def forward(self, h: Tensor, allowed: Tensor) -> Tensor:
-        B, n, H = h.shape
-        q, k, v = self.qkv(self.norm1(h)).view(B, n, 3, self.heads, H // self.heads).permute(2, 0, 3, 1, 4)
-        att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
-        h = h + self.proj(att.transpose(1, 2).reshape(B, n, H))
-        return h + self.mlp(self.norm2(h))
 
 
 class GraphConditioner(nn.Module):
@@ -62,13 +46,12 @@ class GraphConditioner(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, hidden: int, heads: int, layers: int):
         super().__init__()
         self.inp = nn.Linear(in_dim + 1, hidden)
-        self.blocks = nn.ModuleList(GraphAttentionBlock(hidden, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(AttentionBlock(hidden, heads) for _ in range(layers))
         self.out = nn.Linear(hidden, out_dim)
         nn.init.zeros_(self.out.weight)
 
-    def forward(self, h: Tensor, mask: Tensor | None, adjacency: Tensor | None = None) -> Tensor:
-        if adjacency is None:
-            raise ValueError("prior=graph_coupling needs the graph: batches must carry 'adjacency'")
+    def forward(self, h: Tensor, mask: Tensor | None, condition: Condition | None = None) -> Tensor:
+        adjacency = adjacency_of(condition, "prior=graph_coupling")
         eye = torch.eye(h.shape[1], dtype=torch.bool, device=h.device)
         allowed = adjacency | eye
         if mask is not None:
@@ -76,7 +59,7 @@ class GraphConditioner(nn.Module):
         degree = adjacency.sum(-1, keepdim=True).to(h.dtype)
         x = self.inp(torch.cat([h, torch.log1p(degree)], dim=-1))
         for block in self.blocks:
-            x = block(x, allowed)
+            x = block(x, allowed[:, None])
         return self.out(x)
 
 
@@ -90,9 +73,7 @@ class GridConditioner(SetConditioner):
         if side % box:
             raise ValueError(f"prior.box={box} must divide prior.side={side}")
         self.side = side
-        cell = torch.arange(side * side)
-        row, col = cell // side, cell % side
-        self.register_buffer("units", torch.stack([row, side + col, 2 * side + (row // box) * (side // box) + col // box], -1))
+        self.register_buffer("units", grid_units(side, box))
         self.unit_embedding = nn.Embedding(3 * side, hidden)
         nn.init.normal_(self.unit_embedding.weight, std=0.1)  # comparable to the projected input
 

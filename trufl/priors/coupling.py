@@ -10,9 +10,14 @@ edges (graphs). Every operation is permutation-equivariant over elements, so
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
+from ..condition import Condition
+from ..support import Support
 from .base import LogisticBaseFlow
 from .conditioners import GraphConditioner, GridConditioner, SetConditioner
 from .layers import ActNorm, InvertibleLinear
@@ -23,12 +28,13 @@ class CouplingPrior(LogisticBaseFlow):
     """Coupling flow over latent-dimension halves; subclasses choose the conditioner.
 
     Args:
-    dim: D >= 2.
+    support: the dequantiser's support (only its D >= 2 is read; filled in by the job).
     num_layers: coupling layers (alternating halves).
     hidden, heads, transformer_layers: conditioner size.
     num_mixtures: logistic components per CDF transform.
     mix_dims: a learned invertible linear map over the latent dimensions before
         every coupling layer (CatNF/Glow), so the halves are not fixed axes.
+    conditioner: builds a conditioner ``(in_dim, out_dim, hidden, heads, layers)`` (default: the class's).
     """
 
     conditioner = SetConditioner
@@ -36,15 +42,18 @@ class CouplingPrior(LogisticBaseFlow):
 
     def __init__(
         self,
-        dim: int,
+        support: Support,
         num_layers: int = 4,
         hidden: int = 64,
         heads: int = 4,
         transformer_layers: int = 2,
         num_mixtures: int = 8,
         mix_dims: bool = False,
+        conditioner: Callable[..., nn.Module] | None = None,
     ):
-        super().__init__(dim)
+        super().__init__(support)
+        conditioner = conditioner or self.conditioner
+        dim = self.dim
         if dim < 2:
             raise ValueError(f"prior={self.name} splits latent dimensions: flow.dim must be >= 2, got {dim}")
         if num_layers < 1:
@@ -59,7 +68,7 @@ class CouplingPrior(LogisticBaseFlow):
         self.halves = halves
         self.mixers = nn.ModuleList(InvertibleLinear(dim) for _ in halves) if mix_dims else None
         self.conditioners = nn.ModuleList(
-            self.build_conditioner(len(a), len(b) * self.transform.num_params, hidden, heads, transformer_layers)
+            conditioner(len(a), len(b) * self.transform.num_params, hidden, heads, transformer_layers)
             for a, b in halves
         )
         with torch.no_grad():  # spread the initial mixture means so components differ
@@ -67,22 +76,20 @@ class CouplingPrior(LogisticBaseFlow):
                 bias = cond.out.bias.view(len(b), self.transform.num_params)
                 bias[:, num_mixtures : 2 * num_mixtures] = torch.linspace(-2, 2, num_mixtures)
 
-    def build_conditioner(self, in_dim: int, out_dim: int, hidden: int, heads: int, layers: int) -> nn.Module:
-        return self.conditioner(in_dim, out_dim, hidden, heads, layers)
-
-    def _params(self, layer: int, z: Tensor, mask: Tensor | None, adjacency: Tensor | None) -> Tensor:
+    def _params(self, layer: int, z: Tensor, mask: Tensor | None, condition: Condition | None) -> Tensor:
         a, b = self.halves[layer]
-        out = self.conditioners[layer](z[..., a], mask, adjacency)
+        out = self.conditioners[layer](z[..., a], mask, condition)
         return out.view(*z.shape[:-1], len(b), self.transform.num_params)
 
-    def forward(self, z: Tensor, mask: Tensor | None = None, adjacency: Tensor | None = None, **cond) -> tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, mask: Tensor | None = None, condition: Condition | None = None,
+                support: Support | None = None) -> tuple[Tensor, Tensor]:
         """z ``[B, T, D]`` → base e and log|det| per element ``[B, T]``."""
         y, log_det = self.actnorm(z, mask)
         for layer, (_, b) in enumerate(self.halves):
             if self.mixers is not None:
                 y, ld = self.mixers[layer](y)
                 log_det = log_det + ld
-            params = self._params(layer, y, mask, adjacency)
+            params = self._params(layer, y, mask, condition)
             out, ld = self.transform.forward(y[..., b], params)
             y = y.clone()
             y[..., b] = out
@@ -90,11 +97,12 @@ class CouplingPrior(LogisticBaseFlow):
         return y, log_det
 
     @torch.no_grad()
-    def inverse(self, e: Tensor, mask: Tensor | None = None, adjacency: Tensor | None = None, **cond) -> Tensor:
+    def inverse(self, e: Tensor, mask: Tensor | None = None, condition: Condition | None = None,
+                support: Support | None = None) -> Tensor:
         y = e.clone()
         for layer in reversed(range(len(self.halves))):
             _, b = self.halves[layer]
-            params = self._params(layer, y, mask, adjacency)  # the conditioning half is unchanged by this layer
+            params = self._params(layer, y, mask, condition)  # the conditioning half is unchanged by this layer
             y[..., b] = self.transform.inverse(y[..., b], params)
             if self.mixers is not None:
                 y = self.mixers[layer].inverse(y)
@@ -109,7 +117,7 @@ class SetCouplingPrior(CouplingPrior):
 
 
 class GraphCouplingPrior(CouplingPrior):
-    """Graphs: attention over each node's neighbours; ``adjacency [B, n, n]`` is required."""
+    """Graphs: attention over each node's neighbours; the condition's ``adjacency [B, n, n]`` is required."""
 
     conditioner = GraphConditioner
     name = "graph_coupling"
@@ -126,10 +134,7 @@ class GridCouplingPrior(CouplingPrior):
     conditioner = GridConditioner
     name = "grid_coupling"
 
-    def __init__(self, dim: int, num_layers: int = 4, hidden: int = 64, heads: int = 4, transformer_layers: int = 2,
+    def __init__(self, support: Support, num_layers: int = 4, hidden: int = 64, heads: int = 4, transformer_layers: int = 2,
                  num_mixtures: int = 8, mix_dims: bool = False, side: int = 9, box: int = 3):
-        self.side, self.box = side, box  # read by build_conditioner during super().__init__
-        super().__init__(dim, num_layers, hidden, heads, transformer_layers, num_mixtures, mix_dims)
-
-    def build_conditioner(self, in_dim: int, out_dim: int, hidden: int, heads: int, layers: int) -> nn.Module:
-        return GridConditioner(in_dim, out_dim, hidden, heads, layers, self.side, self.box)
+        super().__init__(support, num_layers, hidden, heads, transformer_layers, num_mixtures, mix_dims,
+                         conditioner=partial(GridConditioner, side=side, box=box))

@@ -1,0 +1,243 @@
+"""Autoregressive flow prior over the elements of an object (CatNF / Flow++ style):
+
+    p(z) = Π_t p(z_t | f(z_<t), condition),   z_t ∈ R^D
+
+built from three parts, each replaceable on its own:
+
+* an **encoder** (:mod:`trufl.priors.encoders`: an LSTM, or a causal Transformer that
+  knows a task's structure) over what is known of the elements before t;
+* an **elementwise transform** (:mod:`trufl.priors.elementwise`: mixture-of-logistics
+  CDFs, or a spline with knots at the support's box faces) of each latent dimension
+  to the logistic base;
+* a masked **head** (:class:`~trufl.priors.layers.MaskedHead`) giving the transform's
+  parameters for dimension d from the encoder's output and the token's dimensions < d,
+  so the Jacobian is triangular and ``log p(z)`` is one parallel pass.
+
+What the encoder reads of the previous elements (``inputs``):
+
+* ``latent`` — their latents z_<t (the papers' setting). Under TRUFL's grid a category
+  is a non-monotone function of each coordinate, so the encoder must learn to decode.
+* ``decoded`` — an embedding of ``decode(z_<t)``, the support's categories (one extra
+  row for "outside every support"). The density stays normalised: each factor is a
+  density in z_t for every value of what it conditions on, and ``decode`` is a function
+  of z_<t alone. (Conditioning on the data x_<t would leak x into p(z): it agrees with
+  decode(z_<t) only where decoding is exact.) Exact for a deterministic decoder; for a
+  stochastic one (CatNF) the tokens read are the decoder's argmax, not x.
+* ``both`` — the two concatenated.
+
+``order=degree`` visits the elements sorted by their degree in the condition's graph,
+largest first (ties in the given order): a permutation that depends on the graph alone,
+so the density stays exact (log-determinant 0); graph colouring's "largest first".
+
+Sampling carries the encoder's state: T encoder steps and T·D head calls for T tokens,
+never re-running the sequence per element (the O(T²) reference is
+:func:`trufl.priors.reference.recomputing_inverse`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Literal, get_args
+
+import torch
+from torch import Tensor, nn
+
+from ..condition import Condition, adjacency_of
+from ..support import Support
+from .base import LogisticBaseFlow
+from .elementwise import TransformKind, make_transform
+from .layers import MaskedHead
+from .support_mass import sequential_support_mass
+
+Inputs = Literal["latent", "decoded", "both"]
+Order = Literal["given", "degree"]
+INPUTS, ORDERS = get_args(Inputs), get_args(Order)
+
+
+class AutoregressivePrior(LogisticBaseFlow):
+    """Args:
+    support: the dequantiser's support (D, K, box faces; filled in by the job).
+    encoder: builds the sequence encoder from its input width (a partial of
+        :class:`~trufl.priors.encoders.LSTMEncoder` or ``CausalTransformerEncoder``).
+    inputs: ``latent | decoded | both`` (module docstring).
+    embed_dim: width of the embedding of decoded tokens.
+    transform: ``mixture | spline | auto`` (:func:`~trufl.priors.elementwise.make_transform`).
+    num_bins: spline bins besides the box faces (None: 1 where q is uniform on its boxes, else 16).
+    num_mixtures, num_flows: mixture components per CDF layer, CDF layers per dimension.
+    head_hidden, head_layers: the masked head's width and hidden layers (0: a linear readout).
+    order: ``given | degree`` (module docstring).
+    """
+
+    def __init__(self, support: Support, encoder: Callable[[int], nn.Module], inputs: Inputs = "decoded",
+                 embed_dim: int = 64, transform: TransformKind = "auto", num_bins: int | None = None,
+                 num_mixtures: int = 8, num_flows: int = 2, head_hidden: int = 128, head_layers: int = 2,
+                 order: Order = "given"):
+        super().__init__(support)
+        if inputs not in INPUTS:
+            raise ValueError(f"prior.inputs={inputs!r} must be one of {INPUTS}")
+        if order not in ORDERS:
+            raise ValueError(f"prior.order={order!r} must be one of {ORDERS}")
+        if inputs != "latent" and not support.num_categories:
+            raise ValueError(f"prior.inputs={inputs} embeds decoded tokens: the support must know K")
+        dim, self.inputs, self.order = self.dim, inputs, order
+        self.transform = make_transform(transform, support, num_bins, num_mixtures, num_flows)
+        self.start = nn.Parameter(torch.zeros(1, 1, dim)) if inputs != "decoded" else None
+        self.encoder = encoder((dim if inputs != "decoded" else 0) + (embed_dim if inputs != "latent" else 0))
+        self.head = MaskedHead(self.encoder.out_dim, dim, head_hidden, self.transform.params_per_dim,
+                               features_per_dim=self.transform.features_per_dim, zero_out=False, layers=head_layers)
+        self.transform.init_head(self.head)
+        if inputs != "latent":
+            K = support.num_categories
+            self.invalid, self.begin = K, K + 1  # extra embedding rows
+            self.embed = nn.Embedding(K + 2, embed_dim)
+
+    @property
+    def reads_tokens(self) -> bool:
+        return self.inputs != "latent"
+
+    # -- the encoder's inputs ------------------------------------------------------
+    def _token_ids(self, tokens: Tensor) -> Tensor:
+        return torch.where(tokens < 0, torch.full_like(tokens, self.invalid), tokens)
+
+    def _decoded(self, z: Tensor, support: Support) -> Tensor | None:
+        """Embedding rows of decode(z) ``[B, T]`` (None when the encoder reads latents only)."""
+        if not self.reads_tokens:
+            return None
+        with torch.no_grad():  # piecewise constant in z: nothing to differentiate
+            return self._token_ids(support.decode(z))
+
+    def _inputs(self, y: Tensor, ids: Tensor | None) -> Tensor:
+        """Encoder input at every position from the previous token: ``[B, T, in]``."""
+        B = y.shape[0]
+        parts = []
+        if self.start is not None:
+            parts.append(torch.cat([self.start.expand(B, 1, -1).to(y.dtype), y[:, :-1]], dim=1))
+        if ids is not None:
+            begin = torch.full_like(ids[:, :1], self.begin)
+            parts.append(self.embed(torch.cat([begin, ids[:, :-1]], dim=1)).to(y.dtype))
+        return torch.cat(parts, dim=-1)
+
+    def _step_input(self, y_prev: Tensor | None, ids_prev: Tensor | None, n: int, dtype) -> Tensor:
+        """Encoder input ``[n, 1, in]`` from the previous token (None at t = 0), as in :meth:`_inputs`."""
+        parts = []
+        if self.start is not None:
+            parts.append(self.start.expand(n, 1, -1).to(dtype) if y_prev is None else y_prev[:, None])
+        if self.reads_tokens:
+            if ids_prev is None:
+                ids_prev = torch.full((n,), self.begin, dtype=torch.long, device=self.anchor.device)
+            parts.append(self.embed(ids_prev)[:, None].to(dtype))
+        return torch.cat(parts, dim=-1)
+
+    # -- the flow --------------------------------------------------------------
+    def forward(self, z: Tensor, mask: Tensor | None = None, condition: Condition | None = None,
+                support: Support | None = None) -> tuple[Tensor, Tensor]:
+        """z ``[B, T, D]`` → base variable e ``[B, T, D]`` and log|det| per token ``[B, T]``."""
+        support = support or self.support
+        return self.in_prior_order(lambda z, mask, condition: self._forward(z, mask, condition, support), z, mask, condition)
+
+    def _forward(self, z: Tensor, mask: Tensor | None, condition: Condition | None, support: Support) -> tuple[Tensor, Tensor]:
+        now = self.transform.current(support)
+        y, log_det = self.transform.normalise(z, mask)
+        h = self.encoder(self._inputs(y, self._decoded(z, support)), condition)
+        e, ld = now.forward(y, self.head(h, now.features(y)))
+        return e, log_det + ld.sum(-1)
+
+    def invert_token(self, h: Tensor, e_t: Tensor, now) -> Tensor:
+        """One token's y ``[n, D]`` from its encoder output ``h [n, H]`` and base ``e_t [n, D]``,
+        dimension by dimension (the masked head sees the dimensions already inverted)."""
+        y = torch.zeros_like(e_t)
+        for d in range(self.dim):
+            v = now.inverse_dim(e_t[:, d], self.head(h, now.features(y))[:, d], d)
+            y = torch.cat([y[:, :d], v[:, None], y[:, d + 1 :]], dim=1)
+        return y
+
+    @torch.no_grad()
+    def _autoregress(self, n: int, length: int, support: Support, dtype, base, condition: Condition | None) -> Tensor:
+        """z ``[n, length, D]`` token by token, carrying the encoder (and decoder) state: token
+        t inverts ``base(t, h, now) -> e_t [n, D]`` given its encoder output ``h [n, H]``."""
+        now = self.transform.current(support)
+        state = decoder_state = y_t = ids = None
+        out = []
+        for t in range(length):
+            h, state = self.encoder.step(self._step_input(y_t, ids, n, dtype), state, t, condition)
+            y_t = self.invert_token(h[:, 0], base(t, h[:, 0], now), now)
+            if self.reads_tokens:
+                tokens, decoder_state = support.decode_step(self.transform.denormalise(y_t), decoder_state)
+                ids = self._token_ids(tokens)
+            out.append(y_t)
+        return self.transform.denormalise(torch.stack(out, dim=1))
+
+    def inverse(self, e: Tensor, mask: Tensor | None = None, condition: Condition | None = None,
+                support: Support | None = None) -> Tensor:
+        """e ``[n, T, D]`` → z, token by token with the encoder (and decoder) state carried forward."""
+        support = support or self.support
+
+        def invert(e: Tensor, mask, condition) -> Tensor:
+            return self._autoregress(e.shape[0], e.shape[1], support, e.dtype, lambda t, h, now: e[:, t], condition)
+
+        return self.in_prior_order(invert, e, mask, condition)
+
+    # -- the order of the autoregression ----------------------------------------
+    def permutation(self, condition: Condition | None) -> Tensor | None:
+        """``[B, T]``: the elements in the order the prior visits them (None: as given)."""
+        if self.order == "given":
+            return None
+        degree = adjacency_of(condition, "prior.order=degree").sum(-1)
+        return torch.sort(-degree, dim=1, stable=True).indices  # largest first, ties as given
+
+    @staticmethod
+    def _take(x: Tensor | None, perm: Tensor) -> Tensor | None:
+        """``x [B, T, ...]`` with its elements in the order ``perm [B, T]``."""
+        if x is None:
+            return None
+        index = perm.view(*perm.shape, *([1] * (x.dim() - 2))).expand(*perm.shape, *x.shape[2:])
+        return x.gather(1, index)
+
+    @staticmethod
+    def _ordered(condition: Condition, perm: Tensor) -> Condition:
+        adjacency = condition.adjacency
+        T = perm.shape[1]
+        rows = adjacency.gather(1, perm[:, :, None].expand(-1, T, adjacency.shape[2]))
+        return Condition(adjacency=rows.gather(2, perm[:, None, :].expand(-1, T, -1)))
+
+    def in_prior_order(self, call, x: Tensor, mask: Tensor | None, condition: Condition | None):
+        """``call(x, mask, condition)`` with the elements in the prior's order, its outputs
+        (tensors ``[B, T, ...]``, or a tuple of them) put back in the given order."""
+        perm = self.permutation(condition)
+        if perm is None:
+            return call(x, mask, condition)
+        out = call(self._take(x, perm), self._take(mask, perm), self._ordered(condition, perm))
+        back = torch.argsort(perm, dim=1)
+        return tuple(self._take(o, back) for o in out) if isinstance(out, tuple) else self._take(out, back)
+
+    # -- support mass ----------------------------------------------------------
+    @torch.no_grad()
+    def log_support_mass(self, length: int, num_samples: int, condition: Condition | None = None,
+                         support: Support | None = None) -> dict:
+        """Sequential importance sampling with exact per-token masses when D = 1 and every
+        token's support is the same intervals (:func:`~trufl.priors.support_mass.sequential_support_mass`);
+        otherwise Monte Carlo. In the prior's own order (every element shares the support,
+        so Z does not depend on it)."""
+        support = support or self.support
+        boxes = support.boxes() if support.fixed else None
+        if self.dim != 1 or boxes is None:
+            return super().log_support_mass(length, num_samples, condition, support)
+        perm = self.permutation(condition)
+        if perm is not None:  # a graph sorted by degree sorts to itself
+            condition = self._ordered(condition, perm)
+        dtype = self.anchor.dtype
+
+        def autoregress(n: int, length: int, draw) -> Tensor:
+            def base(t: int, h: Tensor, now) -> Tensor:
+                params = self.head(h, now.features(torch.zeros(n, 1, dtype=h.dtype, device=h.device)))[:, 0]
+
+                def cdf(points: Tensor) -> Tensor:  # token t's conditional CDF at z-space points [n, m]
+                    y = self.transform.normalise(points[..., None])[0][..., 0]
+                    e, _ = now.forward_dim(y, params[:, None].expand(-1, points.shape[1], -1), 0)
+                    return torch.sigmoid(e)
+
+                return draw(t, cdf)
+
+            return self._autoregress(n, length, support, dtype, base, condition.cycle(n) if condition is not None else None)
+
+        return sequential_support_mass(autoregress, boxes[0][:, 0], boxes[1][:, 0], length, num_samples, dtype,
+                                       self.anchor.device)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser
+from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser, TruflDequantiser, UniformDequantiser
 from trufl.dequantisers.boundary import exact_recon_1d
 from trufl.distributions import gather, logistic_log_pdf
 
@@ -26,6 +26,8 @@ def randomise(deq, seed: int = 0):
     return deq
 
 
+#: the shared test table: every dequantiser, built for K categories and D dimensions (None where it
+#: cannot be: the test then uses D = 1, or skips); a new dequantiser is one entry here
 FACTORIES = {
     "trufl": lambda K, D: TruflDequantiser(K, D),
     "trufl_locscale": lambda K, D: TruflDequantiser(K, D, location_scale=True),
@@ -33,6 +35,7 @@ FACTORIES = {
     "catnf_flows": lambda K, D: CatNFDequantiser(K, D, num_flows=2, hidden=8),
     "argmax_binary": lambda K, D: ArgmaxDequantiser(2**D),
     "argmax_onehot": lambda K, D: ArgmaxDequantiser(D, variant="onehot") if D >= 2 else None,
+    "uniform": lambda K, D: UniformDequantiser(K) if D == 1 else None,
 }
 
 
@@ -62,7 +65,7 @@ def test_log_prob_all_integrates_to_one(name, D, n, tol):
 
 @pytest.mark.parametrize("name", list(FACTORIES))
 def test_samples_lie_in_their_own_support_and_log_q_is_consistent(name):
-    deq = randomise(FACTORIES[name](5, 3), seed=1)
+    deq = randomise(FACTORIES[name](5, 3) or FACTORIES[name](5, 1), seed=1)
     x = torch.randint(0, deq.num_categories, (64, 9))
     z, log_q = deq.sample(x)
     assert z.shape == (64, 9, deq.dim)
@@ -74,7 +77,7 @@ def test_samples_lie_in_their_own_support_and_log_q_is_consistent(name):
 
 @pytest.mark.parametrize("name", list(FACTORIES))
 def test_decoder_rows_sum_to_one(name):
-    deq = randomise(FACTORIES[name](4, 2) or FACTORIES["catnf"](4, 2), seed=2)
+    deq = randomise(FACTORIES[name](4, 2) or FACTORIES[name](4, 1) or FACTORIES["catnf"](4, 2), seed=2)
     x = torch.randint(0, deq.num_categories, (500,))
     z, _ = deq.sample(x)
     rows = deq.decoder_log_prob(z).exp().sum(-1)

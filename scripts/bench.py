@@ -55,11 +55,10 @@ from rich.console import Console
 
 from trufl.build import build, build_model, build_trainer
 from trufl.objective import iwbo, weighted_loss
+from trufl.reporting.formats import markdown
+from trufl.reporting.readme import update as update_readme
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from readme import update as update_readme  # noqa: E402
-from tables import markdown  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 BASELINE = "categorical LSTM"

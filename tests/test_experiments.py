@@ -13,6 +13,10 @@ import sys
 import pytest
 import yaml
 
+from trufl.reporting import experiment, formats, results_section
+from trufl.reporting.spec import read_spec
+from trufl.reporting.sweep import sweep_command
+
 from .conftest import ROOT
 
 EXPERIMENTS = sorted((ROOT / "experiments").glob("*.yaml"))
@@ -29,17 +33,6 @@ STAND_IN_FIGURE = (
     "p = pathlib.Path(sys.argv[1]); p.mkdir(parents=True); p.joinpath(\"runs.txt\").write_text(chr(10).join(sys.argv[2:])); "
     "plt.figure().savefig(p / \"final.png\")' {out}/figures {run_dirs}"
 )
-
-
-def scripts():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import experiment
-        import results_section
-        import tables
-    finally:
-        sys.path.pop(0)
-    return experiment, results_section, tables
 
 
 @pytest.mark.slow
@@ -112,11 +105,6 @@ def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
 
 
 def test_command_line_axes_replace_the_files_values(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from experiment import read_spec, sweep_command
-    finally:
-        sys.path.pop(0)
     spec = read_spec(ROOT / "experiments" / "sets.yaml")
     cmd = sweep_command(spec, tmp_path, tiny=False, extra=["seed=0,1,2", "trainer.max_steps=10"])
     assert "seed=0,1,2" in cmd and "seed=0" not in cmd
@@ -135,12 +123,8 @@ def test_sample_drawing_marks_exactly_the_violated_constraints():
     import matplotlib.pyplot as plt
     import torch
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from plot_samples import draw_board, draw_graph
-    finally:
-        sys.path.pop(0)
     from trufl.data.sudoku import constraint_graph
+    from trufl.reporting.plot_samples import draw_board, draw_graph
 
     adjacency = torch.tensor([[0, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 0]], dtype=torch.bool)
     fig, ax = plt.subplots()
@@ -156,10 +140,9 @@ def test_sample_drawing_marks_exactly_the_violated_constraints():
 
 
 def test_latex_table_is_booktabs_with_published_rows_ruled_off_and_specials_escaped():
-    _, _, tables = scripts()
     header = ["flow", "recon_weight", "seeds", "status", "bits (−ELBO)", "max |mass − p|"]
     rows = [["trufl", "1", "3", "ok", "1.900 ± 0.100", "0.010"], ["CatNF (published)", "", "—", "published", "2.000", ""]]
-    assert tables.latex(header, rows, caption="Toy: 50% a_b", label="tab:toy") == "\n".join([
+    assert formats.latex(header, rows, caption="Toy: 50% a_b", label="tab:toy") == "\n".join([
         r"\begin{table}[t]", r"\centering", r"\caption{Toy: 50\% a\_b}", r"\label{tab:toy}",
         r"\begin{tabular}{llrrrr}", r"\toprule",
         r"flow & recon\_weight & seeds & status & bits ($-$ELBO) & max \textbar{}mass $-$ p\textbar{} \\", r"\midrule",
@@ -169,12 +152,10 @@ def test_latex_table_is_booktabs_with_published_rows_ruled_off_and_specials_esca
 
 
 def test_markdown_escapes_a_pipe_inside_a_cell():
-    _, _, tables = scripts()
-    assert tables.markdown(["max |mass − p|"], [["0.1"]]).splitlines()[0] == r"| max \|mass − p\| |"
+    assert formats.markdown(["max |mass − p|"], [["0.1"]]).splitlines()[0] == r"| max \|mass − p\| |"
 
 
 def test_figure_commands_expand_the_finished_runs_that_match_where(tmp_path):
-    experiment, _, _ = scripts()
     for i, (seed, status) in enumerate([(0, "finished"), (1, "finished"), (0, "failed")]):
         (tmp_path / "runs" / str(i)).mkdir(parents=True)
         result = {"status": status, "config": {"seed": seed}, **({"metrics": {}} if status == "finished" else {})}
@@ -191,7 +172,6 @@ def test_figure_commands_expand_the_finished_runs_that_match_where(tmp_path):
 
 
 def test_results_section_reports_recorded_stated_summed_or_no_wall_time(tmp_path):
-    _, results_section, _ = scripts()
     table = "| flow | seeds | status | wall s |\n|---|---|---|---|\n| trufl | 3 | ok | 100 ± 5 |\n| catnf | 1 | ok | 300 |\n"
     (tmp_path / "a.md").write_text(f"**A**\n\n{table}")
     (tmp_path / "a.json").write_text(json.dumps({"reproduce": "python scripts/experiment.py experiments/a.yaml",
@@ -209,7 +189,6 @@ def test_results_section_reports_recorded_stated_summed_or_no_wall_time(tmp_path
 
 
 def test_results_section_links_published_figures_and_says_when_none_were(tmp_path):
-    _, results_section, _ = scripts()
     spec = tmp_path / "experiments" / "t.yaml"
     spec.parent.mkdir()
     spec.write_text(yaml.safe_dump({"title": "T", "figures": ["{python} draw.py {run_dirs}"]}))

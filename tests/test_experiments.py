@@ -9,13 +9,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import yaml
 
 from trufl.reporting import experiment, formats, results_section
+from trufl.reporting.repository import RESULTS, shown_command
 from trufl.reporting.spec import read_spec
-from trufl.reporting.sweep import sweep_command
+from trufl.reporting.sweep import run_sweep, sweep_command, sweep_overrides
 
 from .conftest import ROOT
 
@@ -85,6 +87,7 @@ def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
     assert tex.count(r" \\") == len(rows) + 1 and tex.count(r"\midrule") == 1 + bool(published_rows)
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["launcher"] == "local" and sweep["returncode"] == 0 and sweep["wall_time_s"] > 0
+    assert sweep["command"].startswith("python train.py -m hydra/launcher=local ")  # as run from the repository root
     for figure in spec.get("figures", []):  # the stand-in saw exactly the finished runs its filter selects
         runs = [p.parent for p in sorted((out / "runs").glob("*/results.json"))
                 if all(str(json.loads(p.read_text())["config"][k]) == str(v) for k, v in figure["where"].items())]
@@ -209,3 +212,33 @@ def test_results_section_links_published_figures_and_says_when_none_were(tmp_pat
               'width="220" alt="catnf_d1_r1" title="catnf_d1_r1"></a> <img src="experiments/results/t_figures/trufl_d1_r10.png" '
               'width="220" alt="trufl_d1_r10" title="trufl_d1_r10">')
     assert thumbs in text  # one line, each opening its animation when there is one
+
+
+def test_recorded_commands_name_the_interpreter_python_and_paths_relative_to_the_repository(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").touch()
+    shown = shown_command([sys.executable, str(ROOT / "train.py"), "-m", f"hydra.sweep.dir={ROOT}/multirun/x/runs",
+                           f"paths.data_dir={tmp_path}/data", "seed=0,1", "spec.yaml", "missing.yaml", "--out", str(ROOT)])
+    assert shown == (f"python train.py -m hydra.sweep.dir=multirun/x/runs paths.data_dir={tmp_path}/data seed=0,1 "
+                     f"{tmp_path}/spec.yaml missing.yaml --out .")  # a file of this folder named as from the root
+    assert shown_command(["/usr/bin/python3.11", "scripts/bench.py", "--steps", "2"]) == "python scripts/bench.py --steps 2"
+
+
+def test_sweep_json_records_the_commands_as_run_from_the_repository_root(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    spec = read_spec(ROOT / "experiments" / "toy.yaml")
+    argv = [str(ROOT / "experiments" / "toy.yaml"), "--out", str(tmp_path), "seed=0"]
+    assert run_sweep(spec, tmp_path, False, ["seed=0"], "local", argv) == 0
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert ran[0][:2] == [sys.executable, str(ROOT / "train.py")]  # what runs is unchanged
+    assert record["reproduce"] == f"python scripts/experiment.py experiments/toy.yaml --out {tmp_path} seed=0"
+    assert record["command"] == ("python train.py -m hydra/launcher=local "
+                                 f"hydra.sweep.dir={tmp_path}/runs " + " ".join(sweep_overrides(spec, {"seed"})) + " seed=0")
+
+
+def test_committed_results_name_no_path_of_this_machine():
+    machine = {"/work/", "/root/", "/tmp/", sys.executable, f"{ROOT}/", f"{tempfile.gettempdir()}/"}
+    found = {f"{path.relative_to(ROOT)}: {marker}" for path in RESULTS.rglob("*") if path.is_file()
+             for marker in machine if marker.encode() in path.read_bytes()}
+    assert sorted(found) == [], "\n".join(sorted(found))

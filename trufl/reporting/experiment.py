@@ -18,7 +18,8 @@ and ``{run_dirs}``: the finished run directories, one argument each), or
 ``{command: ..., where: {key: value}}`` to pass only the runs with those config values.
 
 Output under ``<out>`` (default multirun/experiments/<name>): ``table.md``, ``table.csv``,
-``table.tex`` (booktabs), ``sweep.json`` (the sweep's command, launcher and wall time),
+``table.tex`` (booktabs), ``sweep.json`` (the sweep's command, as run from the repository root,
+its launcher and wall time),
 ``curves.png`` and ``figures/`` when the file asks; the runs are under ``<out>/runs``.
 ``--publish DIR`` copies them to ``DIR/<name>.{md,csv,tex,json}``, ``DIR/<name>_curves.png``
 and ``DIR/<name>_figures/`` (what scripts/results_section.py reads for the README).

@@ -1,6 +1,6 @@
 """An experiment's sweep: one ``python train.py -m`` multirun on a Hydra launcher, and
-``sweep.json``, the record of how it ran (its command, the launcher, the wall time,
-the exit code)."""
+``sweep.json``, the record of how it ran (its command as run from the repository root,
+the launcher, the wall time, the exit code)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .repository import ROOT
+from .repository import ROOT, shown_command
 
 
 def sweep_overrides(spec: dict, replaced: set[str] = frozenset()) -> list[str]:
@@ -49,8 +49,8 @@ def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher:
     start = time.time()
     done = subprocess.run(cmd, cwd=ROOT, env=os.environ.copy())
     record = {
-        "reproduce": shlex.join(["python", "scripts/experiment.py", *map(str, argv)]),
-        "command": shlex.join(cmd), "launcher": launcher, "tiny": tiny,
+        "reproduce": shown_command(["python", "scripts/experiment.py", *argv]),
+        "command": shown_command(cmd), "launcher": launcher, "tiny": tiny,
         "wall_time_s": round(time.time() - start, 1), "returncode": done.returncode,
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
     }

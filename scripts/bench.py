@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import resource
-import shlex
 import statistics
 import subprocess
 import sys
@@ -56,11 +55,11 @@ from rich.console import Console
 from trufl.build import build, build_model, build_trainer
 from trufl.objective import iwbo, weighted_loss
 from trufl.priors.reference import recomputing_inverse
+from trufl.reporting.formats import markdown
+from trufl.reporting.readme import update as update_readme
+from trufl.reporting.repository import shown_command
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from readme import update as update_readme  # noqa: E402
-from tables import markdown  # noqa: E402
 
 RESULTS = ROOT / "experiments" / "results"
 BASELINE = "categorical LSTM"
@@ -411,12 +410,12 @@ def main(argv=None) -> None:
         evaluation = eval_throughput(cfgs, args.iw_samples, args.eval_batches)
     console.print("[bold]6/6[/] data generation")
     data = data_generation(args.data_count)
-    shown = shlex.join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write")  # copy-pasteable
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write"]  # copy-pasteable
     results = {
         "args": {**vars(args), "batch": cfgs[BASELINE].dataset.batch_size, "seq_len": cfgs[BASELINE].dataset.seq_len,
                  "hidden": cfgs[BASELINE].flow.hidden},
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "command": f"python scripts/bench.py {shown}".strip(),
+        "threads": torch.get_num_threads(), "command": shown_command(["python", "scripts/bench.py", *shown]),
         "isolated": {n: stats(v) for n, v in isolated.items()}, "loop": {n: stats(v) for n, v in loop.items()},
         "memory": memory, "sampling": sampling, "eval": evaluation, "data": data, "wall_s": time.time() - start,
     }

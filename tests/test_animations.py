@@ -1,4 +1,5 @@
-"""The support history (trufl/history.py) and its animation (trufl/animation.py):
+"""The support history (trufl/history.py, its file: trufl/history_format.py) and its animation
+(trufl/reporting/animation.py):
 frames at the configured steps, values that are the model's, a GIF with one frame per
 record, and drawn artists that carry exactly the logged numbers."""
 
@@ -11,10 +12,11 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from scripts.animate_toy import main as animate_main
 from tests.conftest import toy
-from trufl.animation import animate, draw_frame, frame_masses
-from trufl.history import FILENAME, SupportHistory, read_history
+from trufl.history import SupportHistory
+from trufl.history_format import FILENAME, read_history
+from trufl.reporting.animate_toy import main as animate_main
+from trufl.reporting.animation import animate, draw_frame, frame_masses
 from trufl.model import LikelihoodModule
 from trufl.run import run
 

@@ -9,9 +9,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import yaml
+
+from trufl.reporting import experiment, formats, results_section
+from trufl.reporting.repository import RESULTS, shown_command
+from trufl.reporting.spec import read_spec
+from trufl.reporting.sweep import run_sweep, sweep_command, sweep_overrides
 
 from .conftest import ROOT
 
@@ -29,17 +35,6 @@ STAND_IN_FIGURE = (
     "p = pathlib.Path(sys.argv[1]); p.mkdir(parents=True); p.joinpath(\"runs.txt\").write_text(chr(10).join(sys.argv[2:])); "
     "plt.figure().savefig(p / \"final.png\")' {out}/figures {run_dirs}"
 )
-
-
-def scripts():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import experiment
-        import results_section
-        import tables
-    finally:
-        sys.path.pop(0)
-    return experiment, results_section, tables
 
 
 @pytest.mark.slow
@@ -92,6 +87,7 @@ def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
     assert tex.count(r" \\") == len(rows) + 1 and tex.count(r"\midrule") == 1 + bool(published_rows)
     sweep = json.loads((out / "sweep.json").read_text())
     assert sweep["launcher"] == "local" and sweep["returncode"] == 0 and sweep["wall_time_s"] > 0
+    assert sweep["command"].startswith("python train.py -m hydra/launcher=local ")  # as run from the repository root
     for figure in spec.get("figures", []):  # the stand-in saw exactly the finished runs its filter selects
         runs = [p.parent for p in sorted((out / "runs").glob("*/results.json"))
                 if all(str(json.loads(p.read_text())["config"][k]) == str(v) for k, v in figure["where"].items())]
@@ -112,11 +108,6 @@ def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
 
 
 def test_command_line_axes_replace_the_files_values(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from experiment import read_spec, sweep_command
-    finally:
-        sys.path.pop(0)
     spec = read_spec(ROOT / "experiments" / "sets.yaml")
     cmd = sweep_command(spec, tmp_path, tiny=False, extra=["seed=0,1,2", "trainer.max_steps=10"])
     assert "seed=0,1,2" in cmd and "seed=0" not in cmd
@@ -135,12 +126,8 @@ def test_sample_drawing_marks_exactly_the_violated_constraints():
     import matplotlib.pyplot as plt
     import torch
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        from plot_samples import draw_board, draw_graph
-    finally:
-        sys.path.pop(0)
     from trufl.data.sudoku import constraint_graph
+    from trufl.reporting.plot_samples import draw_board, draw_graph
 
     adjacency = torch.tensor([[0, 1, 1, 0], [1, 0, 1, 0], [1, 1, 0, 1], [0, 0, 1, 0]], dtype=torch.bool)
     fig, ax = plt.subplots()
@@ -156,10 +143,9 @@ def test_sample_drawing_marks_exactly_the_violated_constraints():
 
 
 def test_latex_table_is_booktabs_with_published_rows_ruled_off_and_specials_escaped():
-    _, _, tables = scripts()
     header = ["flow", "recon_weight", "seeds", "status", "bits (−ELBO)", "max |mass − p|"]
     rows = [["trufl", "1", "3", "ok", "1.900 ± 0.100", "0.010"], ["CatNF (published)", "", "—", "published", "2.000", ""]]
-    assert tables.latex(header, rows, caption="Toy: 50% a_b", label="tab:toy") == "\n".join([
+    assert formats.latex(header, rows, caption="Toy: 50% a_b", label="tab:toy") == "\n".join([
         r"\begin{table}[t]", r"\centering", r"\caption{Toy: 50\% a\_b}", r"\label{tab:toy}",
         r"\begin{tabular}{llrrrr}", r"\toprule",
         r"flow & recon\_weight & seeds & status & bits ($-$ELBO) & max \textbar{}mass $-$ p\textbar{} \\", r"\midrule",
@@ -169,12 +155,10 @@ def test_latex_table_is_booktabs_with_published_rows_ruled_off_and_specials_esca
 
 
 def test_markdown_escapes_a_pipe_inside_a_cell():
-    _, _, tables = scripts()
-    assert tables.markdown(["max |mass − p|"], [["0.1"]]).splitlines()[0] == r"| max \|mass − p\| |"
+    assert formats.markdown(["max |mass − p|"], [["0.1"]]).splitlines()[0] == r"| max \|mass − p\| |"
 
 
 def test_figure_commands_expand_the_finished_runs_that_match_where(tmp_path):
-    experiment, _, _ = scripts()
     for i, (seed, status) in enumerate([(0, "finished"), (1, "finished"), (0, "failed")]):
         (tmp_path / "runs" / str(i)).mkdir(parents=True)
         result = {"status": status, "config": {"seed": seed}, **({"metrics": {}} if status == "finished" else {})}
@@ -191,7 +175,6 @@ def test_figure_commands_expand_the_finished_runs_that_match_where(tmp_path):
 
 
 def test_results_section_reports_recorded_stated_summed_or_no_wall_time(tmp_path):
-    _, results_section, _ = scripts()
     table = "| flow | seeds | status | wall s |\n|---|---|---|---|\n| trufl | 3 | ok | 100 ± 5 |\n| catnf | 1 | ok | 300 |\n"
     (tmp_path / "a.md").write_text(f"**A**\n\n{table}")
     (tmp_path / "a.json").write_text(json.dumps({"reproduce": "python scripts/experiment.py experiments/a.yaml",
@@ -209,7 +192,6 @@ def test_results_section_reports_recorded_stated_summed_or_no_wall_time(tmp_path
 
 
 def test_results_section_links_published_figures_and_says_when_none_were(tmp_path):
-    _, results_section, _ = scripts()
     spec = tmp_path / "experiments" / "t.yaml"
     spec.parent.mkdir()
     spec.write_text(yaml.safe_dump({"title": "T", "figures": ["{python} draw.py {run_dirs}"]}))
@@ -230,3 +212,33 @@ def test_results_section_links_published_figures_and_says_when_none_were(tmp_pat
               'width="220" alt="catnf_d1_r1" title="catnf_d1_r1"></a> <img src="experiments/results/t_figures/trufl_d1_r10.png" '
               'width="220" alt="trufl_d1_r10" title="trufl_d1_r10">')
     assert thumbs in text  # one line, each opening its animation when there is one
+
+
+def test_recorded_commands_name_the_interpreter_python_and_paths_relative_to_the_repository(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").touch()
+    shown = shown_command([sys.executable, str(ROOT / "train.py"), "-m", f"hydra.sweep.dir={ROOT}/multirun/x/runs",
+                           f"paths.data_dir={tmp_path}/data", "seed=0,1", "spec.yaml", "missing.yaml", "--out", str(ROOT)])
+    assert shown == (f"python train.py -m hydra.sweep.dir=multirun/x/runs paths.data_dir={tmp_path}/data seed=0,1 "
+                     f"{tmp_path}/spec.yaml missing.yaml --out .")  # a file of this folder named as from the root
+    assert shown_command(["/usr/bin/python3.11", "scripts/bench.py", "--steps", "2"]) == "python scripts/bench.py --steps 2"
+
+
+def test_sweep_json_records_the_commands_as_run_from_the_repository_root(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    spec = read_spec(ROOT / "experiments" / "toy.yaml")
+    argv = [str(ROOT / "experiments" / "toy.yaml"), "--out", str(tmp_path), "seed=0"]
+    assert run_sweep(spec, tmp_path, False, ["seed=0"], "local", argv) == 0
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert ran[0][:2] == [sys.executable, str(ROOT / "train.py")]  # what runs is unchanged
+    assert record["reproduce"] == f"python scripts/experiment.py experiments/toy.yaml --out {tmp_path} seed=0"
+    assert record["command"] == ("python train.py -m hydra/launcher=local "
+                                 f"hydra.sweep.dir={tmp_path}/runs " + " ".join(sweep_overrides(spec, {"seed"})) + " seed=0")
+
+
+def test_committed_results_name_no_path_of_this_machine():
+    machine = {"/work/", "/root/", "/tmp/", sys.executable, f"{ROOT}/", f"{tempfile.gettempdir()}/"}
+    found = {f"{path.relative_to(ROOT)}: {marker}" for path in RESULTS.rglob("*") if path.is_file()
+             for marker in machine if marker.encode() in path.read_bytes()}
+    assert sorted(found) == [], "\n".join(sorted(found))

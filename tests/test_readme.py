@@ -1,12 +1,11 @@
 """The README's generated blocks: only the text between the markers is rewritten."""
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from readme import MissingBlockError, block, replace_block  # noqa: E402
+from trufl.reporting.readme import README, MissingBlockError, block, replace_block
+from trufl.reporting.results_section import BLOCK, section
 
 TEXT = "intro\n<!-- generated:perf -->\nold\n<!-- /generated:perf -->\nhand-written\n<!-- generated:other -->\nx\n<!-- /generated:other -->\n"
 
@@ -24,9 +23,6 @@ def test_missing_block_is_a_clear_error():
 
 
 def test_readme_results_section_is_what_the_script_makes_from_the_committed_outputs():
-    from readme import README
-    from results_section import BLOCK, section
-
     assert block(README.read_text(), BLOCK) == section()
 
 

@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import torch
 
+from trufl.reporting.runs import load
+from trufl.reporting.tables import UnknownMetricError, build_table
 from trufl.run import run
 
 from .conftest import ROOT, toy
@@ -225,15 +227,6 @@ def test_a_cache_file_without_a_checksum_is_rebuilt_only_if_it_does_not_load(tmp
 # --- sweeps and tables ------------------------------------------------------------------------------------------
 
 
-def _tables():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import tables
-    finally:
-        sys.path.pop(0)
-    return tables
-
-
 def test_a_failing_job_keeps_the_others_results_and_its_row_is_marked_failed(tmp_path, data_dir):
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *toy("logger=none", "trainer.enable_progress_bar=false",
@@ -248,13 +241,12 @@ def test_a_failing_job_keeps_the_others_results_and_its_row_is_marked_failed(tmp
     assert runs[10]["status"] == "finished" and runs[10]["global_step"] == 10
     assert runs[0]["status"] == "failed" and key in runs[0]["error"]
 
-    tables = _tables()
-    header, rows = tables.build_table(tables.load(sweep), [key], ["test/nll_bits"])
+    header, rows = build_table(load(sweep), [key], ["test/nll_bits"])
     assert header == [key, "seeds", "status", "test/nll_bits"]
     assert rows[0] == ["0", "0", "1 failed", "—"]
     assert rows[1][:3] == ["10", "1", "ok"] and float(rows[1][3]) == pytest.approx(runs[10]["metrics"]["test/nll_bits"], abs=1e-3)
-    with pytest.raises(tables.UnknownMetricError, match="test/nll_bit:"):
-        tables.build_table(tables.load(sweep), [key], ["test/nll_bit"])
+    with pytest.raises(UnknownMetricError, match="test/nll_bit:"):
+        build_table(load(sweep), [key], ["test/nll_bit"])
 
 
 def _result(seed: int, recon_weight: float = 1.0, nll: float = 2.0, status: str = "finished", out: str = "") -> dict:
@@ -265,15 +257,14 @@ def _result(seed: int, recon_weight: float = 1.0, nll: float = 2.0, status: str 
 
 
 def test_tables_count_distinct_seeds_and_warn_about_pooled_keys(capsys):
-    tables = _tables()
     runs = [_result(0, nll=2.0), _result(1, nll=3.0), _result(1, recon_weight=10.0, nll=5.0), _result(2, status="interrupted")]
-    header, rows = tables.build_table(runs, ["flow"], ["test/nll_bits"])
+    header, rows = build_table(runs, ["flow"], ["test/nll_bits"])
     assert rows == [["trufl", "2", "3 ok, 1 interrupted", "3.333 ± 1.528"]]  # 3 finished runs, seeds {0, 1}
     err = capsys.readouterr().err
     assert "row flow=trufl pools runs that differ in recon_weight [1.0, 10.0]" in err
     assert "3 finished runs but 2 distinct seeds" in err
     assert "output_dir" not in err and "dirpath" not in err  # a job's own paths are not a swept key
 
-    header, rows = tables.build_table(runs, ["flow", "recon_weight"], ["test/nll_bits"])
+    header, rows = build_table(runs, ["flow", "recon_weight"], ["test/nll_bits"])
     assert rows == [["trufl", "1.0", "2", "2 ok, 1 interrupted", "2.500 ± 0.707"], ["trufl", "10.0", "1", "ok", "5.000"]]
     assert capsys.readouterr().err == ""

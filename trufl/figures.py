@@ -1,7 +1,7 @@
 """Figures a finished run can draw from its own ``results.json`` (no checkpoint, no
 logger history), written next to it and logged as media (:func:`trufl.loggers.log_figures`).
-Figures over training (the toy's support animations, learning curves) are drawn by the
-scripts from logged histories."""
+Figures over training (the toy's support animations, learning curves) are drawn by
+:mod:`trufl.reporting` from logged histories."""
 
 from __future__ import annotations
 

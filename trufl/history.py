@@ -1,30 +1,20 @@
 """What each category's support and density look like over training (D <= 2).
 
 :class:`SupportHistory` (a Lightning callback, ``callbacks.support_history``) appends
-one JSON line per frame to ``<dirpath>/support_history.jsonl``:
+records to ``<dirpath>/support_history.jsonl`` (the format: :mod:`trufl.history_format`):
+the run's meta record, a frame at step 0, every ``every_n_steps`` steps and the last
+step, and each validation during fit. ``q(z|k)`` is evaluated on the grid through the
+dequantiser's own ``log_prob_all``, so any variant is drawn as it is; the prior's density
+is a sequence prior's first token's.
 
-* ``{"kind": "meta", ...}``: dequantiser class, K, D, ``recon_weight``, the task's
-  category probabilities (the toy's ``probs``; None for a task without them) and the
-  grid axis (the same axis for both dimensions when D = 2);
-* ``{"kind": "frame", "step": s, ...}`` at step 0, every ``every_n_steps`` steps and
-  the last step: the box bounds in z-space (``boxes.lo/hi [K][D]``, dequantisers with
-  boxes only), the dequantiser's summary (TRUFL's ``box_mass``), ``q(z|k)`` of every
-  category on the grid (``density [K][G]`` or ``[K][G][G]``, through the dequantiser's
-  own ``log_prob_all``, so any variant is drawn as it is), the prior's density on the
-  same grid (``prior [G]`` / ``[G][G]``; a sequence prior's first token) and the
-  training metrics averaged over the steps since the previous frame;
-* ``{"kind": "val", "step": s, "metrics": {...}}`` after each validation during fit.
-
-Each line is flushed when written, so an interrupted run keeps its frames (and one more
-frame is written for the step where fitting stopped on an exception). At the end
+One more frame is written for the step where fitting stopped on an exception. At the end
 of training, with a W&B logger (or ``render: true``), the callback draws the animation
-(:mod:`trufl.animation`) next to the file and logs the GIF and the final frame as media;
-``scripts/animate_toy.py`` draws it from the file at any time.
+(:mod:`trufl.reporting.animation`) next to the file and logs the GIF and the final frame
+as media; ``python -m trufl.reporting.animate_toy`` draws it from the file at any time.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -33,18 +23,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 
+from .history_format import CURVE_METRICS, FILENAME, append, frame_record, meta_record, val_record
+
 log = logging.getLogger(__name__)
-
-FILENAME = "support_history.jsonl"
-#: the metrics drawn beside the supports (names of trufl.metrics.SPLIT_METRICS)
-CURVE_METRICS = ("kl_bits", "recon_bits", "determinism")
-#: significant digits kept for densities (the file stays a few MB at D = 2)
-DIGITS = 6
-
-
-def _rounded(values: torch.Tensor) -> list:
-    """Nested lists of floats with :data:`DIGITS` significant digits."""
-    return [_rounded(v) for v in values] if values.dim() else float(f"{float(values):.{DIGITS}g}")
 
 
 def grid_axis(z_range: float, points: int) -> torch.Tensor:
@@ -86,7 +67,7 @@ class SupportHistory(pl.Callback):
         grid_points_1d, grid_points_2d: grid points per axis for D = 1 and D = 2.
         render: draw ``support.gif`` / ``support.png`` at the end of training: ``auto`` when a
             W&B logger is attached (and log them as media), ``true`` always, ``false`` never
-            (``scripts/animate_toy.py`` draws them from the file later; ~0.3 s a frame).
+            (``python -m trufl.reporting.animate_toy`` draws them from the file later; ~0.3 s a frame).
     """
 
     def __init__(self, dirpath: str | Path, every_n_steps: int = 50, z_range: float = 6.0,
@@ -110,13 +91,6 @@ class SupportHistory(pl.Callback):
         self._count = 0
         self._last_frame: int | None = None
 
-    # -- writing ----------------------------------------------------------------
-    def _append(self, record: dict) -> None:
-        """One JSON line, flushed at once (an interrupted run keeps what it wrote)."""
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-            f.flush()
-
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
@@ -127,15 +101,14 @@ class SupportHistory(pl.Callback):
         self.axis = grid_axis(self.z_range, self.grid_sizes[dim])
         if trainer.is_global_zero and not self.path.is_file():  # a resumed run appends to its history
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._append(self._meta(trainer, pl_module))
+            append(self.path, self._meta(trainer, pl_module))
 
     def _meta(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
         deq = pl_module.model.dequantiser
         probs = getattr(trainer.datamodule, "probs", None)
-        return {"kind": "meta", "dequantiser": type(deq).__name__, "num_categories": deq.num_categories,
-                "dim": deq.dim, "recon_weight": getattr(pl_module, "recon_weight", None),
-                "probs": list(probs) if probs is not None else None, "axis": self.axis.tolist(),
-                "every_n_steps": self.every_n_steps, "max_steps": trainer.max_steps}
+        return meta_record(type(deq).__name__, deq.num_categories, deq.dim, getattr(pl_module, "recon_weight", None),
+                           list(probs) if probs is not None else None, self.axis.tolist(), self.every_n_steps,
+                           trainer.max_steps)
 
     def _frame(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Append the frame of the current step (once per step)."""
@@ -146,12 +119,8 @@ class SupportHistory(pl.Callback):
         density, prior = densities_on_grid(model, self.axis)
         boxes = model.support.boxes()
         train = {k: v / self._count for k, v in self._sums.items()} if self._count else None
-        self._append({
-            "kind": "frame", "step": step,
-            "boxes": None if boxes is None else {"lo": boxes[0].tolist(), "hi": boxes[1].tolist()},
-            "summary": model.dequantiser.summary(), "density": _rounded(density), "prior": _rounded(prior),
-            "train": train,
-        })
+        append(self.path, frame_record(step, None if boxes is None else (boxes[0].tolist(), boxes[1].tolist()),
+                                       model.dequantiser.summary(), density.tolist(), prior.tolist(), train))
         self._sums, self._count, self._last_frame = {}, 0, step
 
     # -- hooks ------------------------------------------------------------------
@@ -172,7 +141,7 @@ class SupportHistory(pl.Callback):
             return
         metrics = {name: float(trainer.callback_metrics[f"val/{name}"]) for name in CURVE_METRICS
                    if f"val/{name}" in trainer.callback_metrics}
-        self._append({"kind": "val", "step": trainer.global_step, "metrics": metrics})
+        append(self.path, val_record(trainer.global_step, metrics))
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.state.fn == "fit" and self.axis is not None:
@@ -186,39 +155,10 @@ class SupportHistory(pl.Callback):
 
     def _render(self, wandb_loggers: list[WandbLogger]) -> None:
         """Draw ``support.gif`` and ``support.png`` beside the history; log them as W&B media."""
-        from .animation import animate
+        from .reporting.animation import animate  # drawing is optional: matplotlib only when asked
         from .loggers import log_figures
 
         gif, png = animate(self.path, self.path.parent)
         for logger in wandb_loggers:
             log_figures(logger, {"support/animation": gif, "support/final": png})
         log.info("support animation: %s, final frame: %s", gif, png)
-
-
-def read_history(path: str | Path) -> dict:
-    """The history file as ``{"meta": {...}, "frames": [...], "val": [...]}``: frames and
-    validations sorted by step, one per step (the latest written wins: a resumed run
-    appends). A directory means its ``support_history.jsonl``."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / FILENAME
-    if not path.is_file():
-        raise FileNotFoundError(f"no support history at {path} (train with callbacks.support_history enabled, "
-                                "e.g. experiment=toy, with flow.dim <= 2)")
-    meta, frames, val = None, {}, {}
-    with open(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:  # a line cut short by a kill: everything before it stands
-                log.warning("%s:%d: incomplete line skipped", path, number)
-                continue
-            if record["kind"] == "meta":
-                meta = meta or record
-            else:
-                (frames if record["kind"] == "frame" else val)[record["step"]] = record
-    if meta is None:
-        raise ValueError(f"{path} has no meta record (not a support history?)")
-    return {"meta": meta, "frames": [frames[s] for s in sorted(frames)], "val": [val[s] for s in sorted(val)]}

@@ -1,5 +1,6 @@
 """Tasks: each a LightningDataModule implementing :class:`~trufl.data.base.Task`, yielding
-``{"x": [B, T], "mask": [B, T], **cond}`` batches."""
+``{"x": [B, T], "mask": [B, T]}`` batches (plus ``"condition"``, a
+:class:`~trufl.condition.Condition`, where objects come with a structure)."""
 
 from .base import SamplingGroup, Task
 from .graphs import GraphColouringDataModule

@@ -1,4 +1,4 @@
-"""Drawing a support history (:mod:`trufl.history`): one figure per frame, three panels.
+"""Drawing a support history (:mod:`trufl.history_format`): one figure per frame, three panels.
 
 * supports: TRUFL's boxes (D = 1: one bar per category under the axis; D = 2:
   rectangles) and every category's density ``q(z|k)`` (D = 1: curves; D = 2: contours
@@ -21,7 +21,7 @@ from matplotlib.animation import PillowWriter
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .history import read_history
+from ..history_format import read_history
 
 #: category colours (tab10), cycled for K > 10
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",

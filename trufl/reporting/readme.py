@@ -2,7 +2,7 @@
 ``<!-- /generated:NAME -->`` is owned by a script and rewritten from its outputs;
 everything outside the markers is hand-written and never touched.
 
-    from readme import replace_block
+    from trufl.reporting.readme import replace_block
     text = replace_block(text, "performance", body)   # body: markdown, without the markers
 """
 
@@ -11,15 +11,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+from .repository import README
 
 
 class MissingBlockError(KeyError):
     """README.md has no (or an unbalanced) generated block of this name."""
 
 
-def _pattern(name: str) -> re.Pattern:
+def _pattern(name: str) -> re.Pattern[str]:
     return re.compile(rf"(<!-- generated:{re.escape(name)} -->\n)(.*?)(<!-- /generated:{re.escape(name)} -->)", re.S)
 
 

@@ -117,7 +117,7 @@ def test_sweep_expansion_matches_the_basic_sweeper():
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from trufl.config import sweep_jobs
+    from trufl.multirun import sweep_jobs
 
     from .conftest import CONF
 

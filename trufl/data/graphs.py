@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Literal, get_args
 from collections import deque
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
+from ..settings import Count, Range, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, generate_in_chunks, load_or_build
 
@@ -183,26 +184,25 @@ class GraphColouringDataModule(SplitDataModule):
 
     SIZES = dict(zip(get_args(GraphSize), [(10, 20), (25, 50)]))  # nodes per graph, by size
 
+    @checked("dataset")
     def __init__(
         self,
         size: GraphSize = "tiny",
-        train_size: int = 4000,
-        val_size: int = 500,
-        test_size: int = 500,
-        batch_size: int = 64,
+        train_size: Count = 4000,
+        val_size: Count = 500,
+        test_size: Count = 500,
+        batch_size: Count = 64,
         degree: tuple[float, float] = (2.5, 4.5),
-        min_nodes: int | None = None,
-        max_nodes: int | None = None,
+        min_nodes: Annotated[int, Range(3)] | None = None,
+        max_nodes: Annotated[int, Range(3)] | None = None,
         data_dir: str = "~/.cache/trufl",
-        workers: int = 2,
-        seed: int = 0,
+        workers: Count = 2,
+        seed: Seed = 0,
     ):
-        if size not in self.SIZES:
-            raise ValueError(f"dataset.size must be one of {list(self.SIZES)}, got {size!r}")
         lo, hi = self.SIZES[size]
         min_nodes, max_nodes = min_nodes or lo, max_nodes or hi
-        if not 3 <= min_nodes <= max_nodes:
-            raise ValueError(f"dataset.min_nodes/max_nodes must satisfy 3 <= min <= max, got {min_nodes}, {max_nodes}")
+        if min_nodes > max_nodes:
+            raise ValueError(f"dataset.min_nodes must be <= dataset.max_nodes, got {min_nodes} > {max_nodes}")
         super().__init__(max_nodes, batch_size, data_dir, seed=seed)  # seq_len: the largest graph
         self.min_nodes, self.max_nodes = min_nodes, max_nodes
         self.split_sizes = {"train": train_size, "val": val_size, "test": test_size}

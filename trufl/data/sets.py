@@ -12,17 +12,17 @@ Category k stands for the number k + 1.
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
 from functools import lru_cache
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
+from ..settings import Count, NonNegativeInt, Range, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, load_or_build
 
 SetTask = Literal["shuffle", "sum"]
-TASKS = get_args(SetTask)
 
 
 @lru_cache(maxsize=None)
@@ -71,24 +71,21 @@ class SetDataModule(SplitDataModule):
         train_size, val_size, test_size: number of sets per split.
     """
 
+    @checked("dataset")
     def __init__(
         self,
         task: SetTask = "shuffle",
-        size: int = 16,
-        total: int = 42,
-        train_size: int = 20000,
-        val_size: int = 1000,
-        test_size: int = 2000,
-        batch_size: int = 64,
+        size: Annotated[int, Range(2)] = 16,
+        total: Count = 42,
+        train_size: Count = 20000,
+        val_size: Count = 1000,
+        test_size: Count = 2000,
+        batch_size: Count = 64,
         data_dir: str = "~/.cache/trufl",
-        num_workers: int = 0,
-        seed: int = 0,
+        num_workers: NonNegativeInt = 0,
+        seed: Seed = 0,
     ):
         super().__init__(size, batch_size, data_dir, num_workers, seed)
-        if task not in TASKS:
-            raise ValueError(f"dataset.task must be one of {TASKS}, got {task!r}")
-        if size < 2:
-            raise ValueError(f"dataset.size must be >= 2, got {size}")
         self.task, self.size, self.total = task, size, total
         self.num_categories = size
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..settings import Count, NonNegativeInt, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, generate_in_chunks, load_or_build
 
@@ -93,16 +94,17 @@ class SudokuDataModule(SplitDataModule):
             not depend on it).
     """
 
+    @checked("dataset")
     def __init__(
         self,
-        train_size: int = 10000,
-        val_size: int = 500,
-        test_size: int = 500,
-        batch_size: int = 32,
+        train_size: Count = 10000,
+        val_size: Count = 500,
+        test_size: Count = 500,
+        batch_size: Count = 32,
         data_dir: str = "~/.cache/trufl",
-        num_workers: int = 0,
-        seed: int = 0,
-        workers: int = 2,
+        num_workers: NonNegativeInt = 0,
+        seed: Seed = 0,
+        workers: Count = 2,
     ):
         super().__init__(81, batch_size, data_dir, num_workers, seed)
         self.workers = workers

@@ -179,7 +179,8 @@ class GraphColouringDataModule(SplitDataModule):
         size: ``tiny`` (10–20 nodes) or ``large`` (25–50 nodes), or set min/max_nodes.
         train_size, val_size, test_size: graphs per split.
         degree: range of the mean degree of G(n, p) before filtering.
-        workers: generation processes.
+        generation_workers: processes generating graphs (chunks are seeded, so the
+            graphs do not depend on it).
     """
 
     SIZES = dict(zip(get_args(GraphSize), [(10, 20), (25, 50)]))  # nodes per graph, by size
@@ -196,7 +197,7 @@ class GraphColouringDataModule(SplitDataModule):
         min_nodes: Annotated[int, Range(3)] | None = None,
         max_nodes: Annotated[int, Range(3)] | None = None,
         data_dir: str = "~/.cache/trufl",
-        workers: Count = 2,
+        generation_workers: Count = 2,
         seed: Seed = 0,
     ):
         lo, hi = self.SIZES[size]
@@ -206,7 +207,7 @@ class GraphColouringDataModule(SplitDataModule):
         super().__init__(max_nodes, batch_size, data_dir, seed=seed)  # seq_len: the largest graph
         self.min_nodes, self.max_nodes = min_nodes, max_nodes
         self.split_sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.degree, self.workers = tuple(degree), workers
+        self.degree, self.generation_workers = tuple(degree), generation_workers
         self.num_categories = NUM_COLOURS
 
     @property
@@ -217,7 +218,7 @@ class GraphColouringDataModule(SplitDataModule):
 
     def build_splits(self) -> dict[str, list]:
         return cached_graphs(self.data_dir, self.split_sizes, self.min_nodes, self.max_nodes,
-                             self.degree, self.seed, self.workers)
+                             self.degree, self.seed, self.generation_workers)
 
     def batch_sampler(self, split: str, shuffle: bool) -> NodeCountBatchSampler:
         return NodeCountBatchSampler([g[0] for g in self.splits[split]], self.batch_size, shuffle, self.seed)

@@ -1,4 +1,4 @@
-"""Set modelling tasks of CatNF (DESIGN.md §5): shuffling and summation.
+"""Set modelling tasks of CatNF (DESIGN.md §5), of two kinds: shuffling and summation.
 
 * ``sets_shuffle``: a uniformly random permutation of {1..N} (N = 16): optimum
   ``log2(N!)/N`` bits per element (2.766 for N = 16).
@@ -22,7 +22,8 @@ from ..settings import Count, NonNegativeInt, Range, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, load_or_build
 
-SetTask = Literal["shuffle", "sum"]
+#: what makes a list of numbers a valid set: a permutation, or a given sum
+SetKind = Literal["shuffle", "sum"]
 
 
 @lru_cache(maxsize=None)
@@ -33,9 +34,9 @@ def count_tuples(length: int, total: int, high: int) -> int:
     return sum(count_tuples(length - 1, total - v, high) for v in range(1, high + 1) if total - v >= length - 1)
 
 
-def optimum_bits(task: str, size: int, total: int) -> float:
+def optimum_bits(kind: str, size: int, total: int) -> float:
     """Entropy of the data distribution in bits per element."""
-    if task == "shuffle":
+    if kind == "shuffle":
         return math.lgamma(size + 1) / math.log(2) / size
     count = count_tuples(size, total, size)
     if count == 0:
@@ -65,7 +66,7 @@ class SetDataModule(SplitDataModule):
     """Sets of ``size`` elements; each item is ``{"x": [size], "mask": [size]}``.
 
     Args:
-        task: ``shuffle`` or ``sum``.
+        kind: ``shuffle`` (permutations) or ``sum`` (tuples with the sum ``total``).
         size: N, the set size (and the number of categories).
         total: the required sum (``sum`` only).
         train_size, val_size, test_size: number of sets per split.
@@ -74,7 +75,7 @@ class SetDataModule(SplitDataModule):
     @checked("dataset")
     def __init__(
         self,
-        task: SetTask = "shuffle",
+        kind: SetKind = "shuffle",
         size: Annotated[int, Range(2)] = 16,
         total: Count = 42,
         train_size: Count = 20000,
@@ -86,19 +87,19 @@ class SetDataModule(SplitDataModule):
         seed: Seed = 0,
     ):
         super().__init__(size, batch_size, data_dir, num_workers, seed)
-        self.task, self.size, self.total = task, size, total
+        self.kind, self.size, self.total = kind, size, total
         self.num_categories = size
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.optimum_bits = optimum_bits(task, size, total)  # raises for an impossible sum
+        self.optimum_bits = optimum_bits(kind, size, total)  # raises for an impossible sum
 
     def build(self) -> dict[str, np.ndarray]:
-        key = cache_key(task=self.task, size=self.size, total=self.total, sizes=self.sizes, seed=self.seed)
+        key = cache_key(kind=self.kind, size=self.size, total=self.total, sizes=self.sizes, seed=self.seed)
 
         def generate():
             rng = np.random.default_rng(self.seed)
             out = {}
             for split, n in self.sizes.items():
-                if self.task == "shuffle":
+                if self.kind == "shuffle":
                     sets = np.argsort(rng.random((n, self.size)), axis=1)
                 else:
                     sets = sample_sum_tuples(n, self.size, self.total, rng) - 1
@@ -115,9 +116,9 @@ class SetDataModule(SplitDataModule):
     def is_valid(self, x: torch.Tensor, **cond) -> torch.Tensor:
         """``[n]`` bool for sets ``x [n, size]`` (−1 = a token outside every support)."""
         ok = (x >= 0).all(-1)
-        if self.task == "shuffle":
+        if self.kind == "shuffle":
             return ok & (torch.sort(x, dim=-1).values == torch.arange(self.size, device=x.device)).all(-1)
         return ok & ((x + 1).sum(-1) == self.total)
 
     def describe(self) -> dict:
-        return {**super().describe(), "task": self.task, "optimum_bits": self.optimum_bits}
+        return {**super().describe(), "kind": self.kind, "optimum_bits": self.optimum_bits}

@@ -90,8 +90,9 @@ class SudokuDataModule(SplitDataModule):
 
     Args:
         train_size, val_size, test_size: boards per split.
-        workers: processes generating boards (chunks are seeded, so the boards do
-            not depend on it).
+        num_workers: DataLoader worker processes (0: batches are loaded in the main process).
+        generation_workers: processes generating boards (chunks are seeded, so the
+            boards do not depend on it).
     """
 
     @checked("dataset")
@@ -104,10 +105,10 @@ class SudokuDataModule(SplitDataModule):
         data_dir: str = "~/.cache/trufl",
         num_workers: NonNegativeInt = 0,
         seed: Seed = 0,
-        workers: Count = 2,
+        generation_workers: Count = 2,
     ):
         super().__init__(81, batch_size, data_dir, num_workers, seed)
-        self.workers = workers
+        self.generation_workers = generation_workers
         self.num_categories = 9
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.adjacency = constraint_graph()
@@ -118,7 +119,7 @@ class SudokuDataModule(SplitDataModule):
         def generate():
             out = {}
             for i, (split, n) in enumerate(self.sizes.items()):
-                boards = generate_in_chunks(generate_boards, n, self.seed * 10 + i, self.workers, f"generating {n} {split} boards")
+                boards = generate_in_chunks(generate_boards, n, self.seed * 10 + i, self.generation_workers, f"generating {n} {split} boards")
                 out[split] = np.concatenate(boards) if boards else np.zeros(0, np.int64)
             return out
 

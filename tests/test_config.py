@@ -44,6 +44,13 @@ def test_bad_keys_and_values_name_the_key(make_cfg, override, key, tmp_path):
     assert not (tmp_path / "run").exists(), "nothing may be written before validation passes"
 
 
+def test_messages_name_the_declared_type_and_range_of_a_key(make_cfg):
+    with pytest.raises(ConfigError) as err:
+        validate_config(make_cfg("flow.dim=abc", "flow.init_gap=0.5", "dataset.num_workers=-1"))
+    assert str(err.value).split("\n")[1:] == ["  - dataset.num_workers=-1 must be in [0, inf)",
+                                              "  - flow.dim='abc' must be int", "  - flow.init_gap=0.5 must be in [0, 0.5)"]
+
+
 def test_probs_must_sum_to_one(make_cfg):
     cfg = make_cfg(*toy("dataset.probs=[0.5,0.6]"))
     with pytest.raises(ConfigError, match=r"dataset\.probs.*sum"):
@@ -117,7 +124,7 @@ def test_sweep_expansion_matches_the_basic_sweeper():
     from hydra.core.global_hydra import GlobalHydra
     from hydra.types import RunMode
 
-    from trufl.config import sweep_jobs
+    from trufl.multirun import sweep_jobs
 
     from .conftest import CONF
 

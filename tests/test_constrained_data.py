@@ -15,7 +15,7 @@ from .oracles import chromatic_number_brute_force
 
 
 def test_every_generated_graph_has_chromatic_number_three(tmp_path):
-    dm = GraphColouringDataModule("tiny", train_size=60, val_size=10, test_size=10, data_dir=str(tmp_path), workers=2)
+    dm = GraphColouringDataModule("tiny", train_size=60, val_size=10, test_size=10, data_dir=str(tmp_path), generation_workers=2)
     dm.setup()
     for split, graphs in dm.graphs.items():
         for n, edges, colours in graphs:
@@ -26,7 +26,7 @@ def test_every_generated_graph_has_chromatic_number_three(tmp_path):
 
 def test_graph_batches_group_node_counts_and_permute_colours(tmp_path):
     dm = GraphColouringDataModule("tiny", train_size=80, val_size=10, test_size=10, batch_size=8,
-                                  data_dir=str(tmp_path), workers=1)
+                                  data_dir=str(tmp_path), generation_workers=1)
     seen = 0
     for batch in dm.train_dataloader():
         B, n = batch["x"].shape
@@ -84,7 +84,7 @@ def test_sudoku_generation_is_cached_and_independent_of_the_worker_count(tmp_pat
     from trufl.data.sudoku import SudokuDataModule
 
     def boards(workers, where):
-        dm = SudokuDataModule(train_size=450, val_size=8, test_size=8, data_dir=str(tmp_path / where), workers=workers)
+        dm = SudokuDataModule(train_size=450, val_size=8, test_size=8, data_dir=str(tmp_path / where), generation_workers=workers)
         dm.setup()
         return dm, dm.build()
 

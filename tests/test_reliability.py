@@ -228,23 +228,25 @@ def test_a_cache_file_without_a_checksum_is_rebuilt_only_if_it_does_not_load(tmp
 
 
 def test_a_failing_job_keeps_the_others_results_and_its_row_is_marked_failed(tmp_path, data_dir):
+    """The exact boundary gradient with a location-scale flow passes composition (each value is
+    valid alone) and fails when the dequantiser is built, after the job has started."""
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *toy("logger=none", "trainer.enable_progress_bar=false",
-           "trainer.max_steps=10", "trainer.val_check_interval=10", "eval.iw_samples=2", "callbacks.last.every_n_train_steps=10,0"),
-           f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]
+           "trainer.max_steps=10", "trainer.val_check_interval=10", "eval.iw_samples=2", "flow.location_scale=true",
+           "flow.boundary_gradient=sampled,exact"), f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]
     done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0  # the sweep fails loudly
-    assert "callbacks.last.every_n_train_steps must be a positive integer" in done.stderr
-    key = "callbacks.last.every_n_train_steps"
-    runs = {r["config"]["callbacks"]["last"]["every_n_train_steps"]: r
-            for r in map(json.loads, map(Path.read_text, sweep.rglob("results.json")))}
-    assert runs[10]["status"] == "finished" and runs[10]["global_step"] == 10
-    assert runs[0]["status"] == "failed" and key in runs[0]["error"]
+    assert "flow.boundary_gradient=exact needs flow.dim=1 and flow.location_scale=false" in done.stderr
+    key = "flow.boundary_gradient"
+    runs = {r["config"]["flow"]["boundary_gradient"]: r for r in map(json.loads, map(Path.read_text, sweep.rglob("results.json")))}
+    assert runs["sampled"]["status"] == "finished" and runs["sampled"]["global_step"] == 10
+    assert runs["exact"]["status"] == "failed" and key in runs["exact"]["error"]
 
     header, rows = build_table(load(sweep), [key], ["test/nll_bits"])
     assert header == [key, "seeds", "status", "test/nll_bits"]
-    assert rows[0] == ["0", "0", "1 failed", "—"]
-    assert rows[1][:3] == ["10", "1", "ok"] and float(rows[1][3]) == pytest.approx(runs[10]["metrics"]["test/nll_bits"], abs=1e-3)
+    assert rows[0] == ["exact", "0", "1 failed", "—"]
+    assert rows[1][:3] == ["sampled", "1", "ok"]
+    assert float(rows[1][3]) == pytest.approx(runs["sampled"]["metrics"]["test/nll_bits"], abs=1e-3)
     with pytest.raises(UnknownMetricError, match="test/nll_bit:"):
         build_table(load(sweep), [key], ["test/nll_bit"])
 

@@ -39,16 +39,16 @@ def test_sum_tuples_are_uniform_over_all_solutions():
     assert np.abs(counts - expected).max() < 5 * math.sqrt(expected)
 
 
-@pytest.mark.parametrize("task", ["shuffle", "sum"])
-def test_set_datasets_are_valid_and_cached(tmp_path, task):
-    dm = SetDataModule(task, train_size=300, val_size=20, test_size=20, data_dir=str(tmp_path))
+@pytest.mark.parametrize("kind", ["shuffle", "sum"])
+def test_set_datasets_are_valid_and_cached(tmp_path, kind):
+    dm = SetDataModule(kind, train_size=300, val_size=20, test_size=20, data_dir=str(tmp_path))
     dm.setup()
     x = dm.splits["train"].x
     assert x.shape == (300, 16) and dm.is_valid(x).all()
     corrupted = x.clone()
     corrupted[:, 0] = (corrupted[:, 0] + 1) % 16  # a duplicate (shuffle) or a wrong sum
     assert not dm.is_valid(corrupted).any()
-    again = SetDataModule(task, train_size=300, val_size=20, test_size=20, data_dir=str(tmp_path))
+    again = SetDataModule(kind, train_size=300, val_size=20, test_size=20, data_dir=str(tmp_path))
     again.setup()
     assert (again.splits["train"].x == x).all()
 

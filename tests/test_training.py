@@ -128,7 +128,7 @@ def test_graph_colouring_conditions_on_each_test_graph(make_cfg, tmp_path, prior
     small = ["prior.hidden=16", "prior.num_layers=2", "prior.transformer_layers=1", "prior.heads=2"] if prior != "standard" else []
     metrics = run(make_cfg(
         "dataset=graph_colouring_tiny", "dataset.train_size=40", "dataset.val_size=10", "dataset.test_size=10",
-        "dataset.batch_size=8", "dataset.workers=1", f"prior={prior}", *small, "flow=trufl", "flow.dim=2",
+        "dataset.batch_size=8", "dataset.generation_workers=1", f"prior={prior}", *small, "flow=trufl", "flow.dim=2",
         "trainer.max_steps=3", "trainer.val_check_interval=3", "eval.iw_samples=2", "eval.log_z_samples=256",
     ))
     results = json.loads((tmp_path / "run" / "results.json").read_text())
@@ -153,7 +153,7 @@ def test_sudoku_trains_and_checks_board_validity(make_cfg, tmp_path):
 @pytest.mark.parametrize("experiment,dataset,tiny", [
     ("sets", "sets_shuffle", ["dataset.train_size=64", "dataset.val_size=16", "dataset.test_size=16", "dataset.batch_size=16"]),
     ("graph_colouring", "graph_colouring_tiny", ["dataset.train_size=40", "dataset.val_size=10", "dataset.test_size=10",
-                                                 "dataset.batch_size=8", "dataset.workers=1"]),
+                                                 "dataset.batch_size=8", "dataset.generation_workers=1"]),
     ("sudoku", "sudoku", ["dataset.train_size=32", "dataset.val_size=8", "dataset.test_size=8", "dataset.batch_size=8"]),
 ])
 @pytest.mark.parametrize("flow", ["trufl", "catnf", "argmax"])

@@ -14,6 +14,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
 from .objective import NonFiniteLossError
+from .settings import Count, checked
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,8 @@ class LastCheckpoint(ModelCheckpoint):
     checkpoint is a separate :class:`~pytorch_lightning.callbacks.ModelCheckpoint`.
     """
 
-    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 500):
-        if not isinstance(every_n_train_steps, int) or every_n_train_steps < 1:
-            raise ValueError(f"callbacks.last.every_n_train_steps must be a positive integer, got {every_n_train_steps!r}")
+    @checked("callbacks.last")
+    def __init__(self, dirpath: str | Path, every_n_train_steps: Count = 500):
         super().__init__(
             dirpath=dirpath, filename="last", monitor=None, save_top_k=1, every_n_train_steps=every_n_train_steps,
             enable_version_counter=False,

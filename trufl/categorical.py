@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from .context import CausalLSTMContext
 from .distributions import gather
 from .objective import Terms
+from .settings import Count, Injected, checked
 
 
 class CategoricalLSTM(nn.Module):
@@ -33,7 +34,8 @@ class CategoricalLSTM(nn.Module):
     #: bounds and diagnostics of latent-variable models it does not have
     not_applicable = ("recon_bits", "kl_bits", "determinism", "decode_acc", "iwbo_bits", "log_Z")
 
-    def __init__(self, num_categories: int, hidden: int = 256, embed_dim: int = 64, num_layers: int = 1):
+    @checked("flow")
+    def __init__(self, num_categories: Injected[int], hidden: Count = 256, embed_dim: Count = 64, num_layers: Count = 1):
         super().__init__()
         self.num_categories = int(num_categories)
         self.net = CausalLSTMContext(num_categories, dim=num_categories, hidden=hidden, embed_dim=embed_dim,

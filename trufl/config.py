@@ -12,44 +12,34 @@ schema generated from the code rather than written twice:
 * the top-level keys and the ``optim``/``eval`` sections against the dataclasses
   :class:`RunSettings`, :class:`~trufl.optim.OptimSettings` and
   :class:`~trufl.sampling.EvalSettings`;
-* numbers against :data:`RANGES` (by parameter name, see :func:`range_rule`);
+* numbers against the range declared in the annotation (:mod:`trufl.settings`:
+  ``Annotated[int, Range(1)]``; Lightning's own in :data:`LIGHTNING_RANGES`);
 * ``_target_`` against the allowed namespaces.
 
 A new constructor parameter is picked up automatically (type from its annotation,
-choices from a ``Literal``; a numeric one needs a :data:`RANGES` entry or a name
-that :data:`COUNT_NAMES` matches, which ``tests/test_config.py`` enforces).
-:class:`ValidateJobs` (a Hydra callback, ``conf/hydra/default.yaml``) validates
-every job of a multirun before any job is launched.
+choices from a ``Literal``, range from its ``Range``; parameters marked ``Injected``
+are the job's). ``tests/test_config_fuzz.py`` asserts every numeric one declares a range.
+:class:`trufl.multirun.ValidateJobs` validates every job of a multirun before any is launched.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
-import re
-import sys
 import types
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from hydra.errors import CompactHydraException
-from hydra.experimental.callback import Callback
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .config_lightning import LIGHTNING_INJECTED, LIGHTNING_RANGES, registry_choices
+from .settings import Count, NonNegative, NonNegativeInt, Range, Seed, is_injected, members, number_type, plain, range_for
+
 ALLOWED_TARGET_PREFIXES = ("trufl.", "torch.", "pytorch_lightning.")
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
-#: keys filled in by the job, not by the config
-INJECTED = {
-    "flow": {"num_categories", "context_dim"},
-    "prior": {"support"},
-    "prior.encoder": {"in_dim"},
-    "context": {"num_categories"},
-    "trainer": {"logger", "callbacks", "default_root_dir"},
-    "optim": {"max_steps"},  # from trainer.max_steps
-}
 #: group nodes with a ``_target_`` (empty optional groups mean "none")
 REQUIRED_GROUPS = ("dataset", "flow", "prior", "weighting", "trainer")
 OPTIONAL_GROUPS = ("logger", "context")
@@ -68,105 +58,39 @@ class ConfigError(ValueError, CompactHydraException):
 class RunSettings:
     """The top-level keys of ``conf/config.yaml`` (documented there)."""
 
-    seed: int = 0
-    recon_weight: float = 1.0
-    kl_weight: float = 1.0
-    latent_dim: int | None = 3
+    seed: Seed = 0
+    recon_weight: NonNegative = 1.0
+    kl_weight: NonNegative = 1.0
+    latent_dim: Count | None = 3
     catnf_init: Literal["random", "grid"] = "random"
     ckpt_path: str | None = None
-    num_threads: int | None = None
-    check_finite_every: int = 0
+    num_threads: Count | None = None
+    check_finite_every: NonNegativeInt = 0
     task_name: str = "train"
     tags: list[str] | None = None
 
 
-# -- ranges -------------------------------------------------------------------
-@dataclass(frozen=True)
-class Range:
-    """An interval of numbers; ``None`` ends are unbounded."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def __str__(self) -> str:
-        lo = "-inf" if self.low is None else repr(self.low)
-        hi = "inf" if self.high is None else repr(self.high)
-        return f"{'(' if self.low_open or self.low is None else '['}{lo}, {hi}{')' if self.high_open or self.high is None else ']'}"
-
-    def __contains__(self, value: float) -> bool:
-        if math.isnan(value):
-            return False
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            return False
-        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+# -- ranges: declared in the annotations; Lightning's in trufl.config_lightning -----
 
 
-COUNT = Range(1)
-NONNEGATIVE = Range(0)
-POSITIVE = Range(0, low_open=True)
-FRACTION_OR_COUNT = {int: Range(0), float: Range(0, 1)}  # Lightning's limit_*_batches convention
-SEED = Range(0, 2**32 - 1)  # what numpy (and Lightning's seed_everything) accept
-
-#: ranges by ``Target.param``, ``group.param`` or ``param`` (first match wins);
-#: a dict maps the value's type to its range (``int`` counts vs ``float`` fractions)
-RANGES: dict[str, Range | dict[type, Range]] = {
-    # top level, optim, eval
-    "seed": SEED, "recon_weight": NONNEGATIVE, "kl_weight": NONNEGATIVE, "latent_dim": COUNT,
-    "num_threads": COUNT, "check_finite_every": NONNEGATIVE,
-    "optim.lr": POSITIVE, "optim.weight_decay": NONNEGATIVE, "optim.warmup_steps": NONNEGATIVE,
-    "eval.iw_samples": NONNEGATIVE, "eval.log_z_samples": COUNT, "eval.num_samples": NONNEGATIVE,
-    "eval.max_tries": COUNT,
-    # models and data (constructor parameters)
-    "num_flows": NONNEGATIVE, "AutoregressivePrior.num_flows": COUNT, "embed_dim": COUNT, "num_workers": NONNEGATIVE, "max_log_scale": POSITIVE,
-    "init_gap": Range(0, 0.5, high_open=True), "init_loc_std": NONNEGATIVE, "init_spread": Range(0, low_open=True),
-    "init_log_scale": Range(-10, 10), "max_length": COUNT, "dropout": Range(0, 1, high_open=True),
-    "total": COUNT, "min_nodes": Range(3), "max_nodes": Range(3), "dataset.size": Range(2),
-    "decay": Range(0, 1, low_open=True), "start": NONNEGATIVE, "LinearWarmup.start": Range(0, 1),
-    # trainer (Lightning's conventions: -1 = unlimited, floats are fractions of an epoch)
-    "trainer.max_steps": Range(-1), "trainer.max_epochs": Range(-1), "trainer.min_steps": NONNEGATIVE,
-    "trainer.min_epochs": NONNEGATIVE, "trainer.num_sanity_val_steps": Range(-1),
-    "trainer.val_check_interval": {int: COUNT, float: Range(0, 1, low_open=True)},
-    "trainer.limit_train_batches": FRACTION_OR_COUNT, "trainer.limit_val_batches": FRACTION_OR_COUNT,
-    "trainer.limit_test_batches": FRACTION_OR_COUNT, "trainer.limit_predict_batches": FRACTION_OR_COUNT,
-    "trainer.overfit_batches": FRACTION_OR_COUNT, "trainer.check_val_every_n_epoch": COUNT,
-    "trainer.log_every_n_steps": NONNEGATIVE, "trainer.gradient_clip_val": NONNEGATIVE,
-    "trainer.accumulate_grad_batches": COUNT, "trainer.num_nodes": COUNT,
-    "trainer.reload_dataloaders_every_n_epochs": NONNEGATIVE, "trainer.devices": Range(-1),
-    "logger.version": NONNEGATIVE,
-    "AutoregressivePrior.head_layers": NONNEGATIVE,  # 0: a linear readout
-}
-#: integer parameters named like this are counts (>= 1) unless RANGES says otherwise
-COUNT_NAMES = re.compile(r"^(num_\w+|\w+_size|\w*hidden|heads|\w*layers|\w*mixtures|\w*bins|\w*seq_len|dim|side|box|workers|steps)$")
+def _class_name(target: str | None) -> str:
+    return target.rsplit(".", 1)[-1] if target else ""
 
 
-def range_rule(group: str, target: str | None, name: str, value_type: type) -> Range | None:
-    """The range of ``group.name`` (a parameter of ``target``) for a value of ``value_type``."""
-    keys = ([f"{target.rsplit('.', 1)[-1]}.{name}"] if target else []) + [f"{group}.{name}", name]
-    for key in keys:
-        if key in RANGES:
-            rule = RANGES[key]
-            return rule.get(value_type) if isinstance(rule, dict) else rule
-    if value_type is int and COUNT_NAMES.match(name):
-        return COUNT
-    return None
+def range_rule(target: str | None, name: str, tp, value_type: type) -> Range | None:
+    """The range of parameter ``name`` (annotated ``tp``) of ``target`` for a value of
+    ``value_type``: declared in ``tp``, else Lightning's (:data:`LIGHTNING_RANGES`)."""
+    declared = range_for(tp, value_type)
+    if declared is not None:
+        return declared
+    rule = LIGHTNING_RANGES.get(f"{_class_name(target)}.{name}")
+    rule = rule.get(value_type) if isinstance(rule, dict) else rule
+    return rule
 
 
-def _registry_choices() -> dict[str, Callable[[], set[str]]]:
-    """String settings that Lightning resolves through registries (checked lazily: imports)."""
-
-    def accelerators() -> set[str]:
-        from pytorch_lightning.accelerators import AcceleratorRegistry
-
-        return {"auto", "gpu", *AcceleratorRegistry.available_accelerators()}
-
-    def strategies() -> set[str]:
-        from pytorch_lightning.strategies import StrategyRegistry
-
-        return {"auto", *StrategyRegistry.available_strategies()}
-
-    return {"trainer.accelerator": accelerators, "trainer.strategy": strategies}
+def injected(target: str | None, name: str, tp) -> bool:
+    """Whether the job, not the config, fills in parameter ``name`` of ``target``."""
+    return is_injected(tp) or name in LIGHTNING_INJECTED.get(_class_name(target), ())
 
 
 # -- types --------------------------------------------------------------------
@@ -178,6 +102,8 @@ def matches(value, tp) -> bool:
     """Whether a config value (after interpolation) can be passed where ``tp`` is annotated."""
     if tp in (inspect.Parameter.empty, Any, object):
         return True
+    if get_origin(tp) is Annotated:
+        return matches(value, get_args(tp)[0])
     origin, args = get_origin(tp), get_args(tp)
     if _is_union(tp):
         return any(matches(value, a) for a in args)
@@ -209,9 +135,10 @@ def matches(value, tp) -> bool:
 
 def describe(tp) -> str:
     """A readable name for an annotation (for messages)."""
-    members = _flatten(tp)
-    choices = [a for m in members if get_origin(m) is Literal for a in get_args(m)]
-    others = [m for m in members if get_origin(m) is not Literal]
+    tp = plain(tp)
+    parts = members(tp)
+    choices = [a for m in parts if get_origin(m) is Literal for a in get_args(m)]
+    others = [m for m in parts if get_origin(m) is not Literal]
     if choices:
         return " or ".join(["one of " + ", ".join(map(repr, choices)), *map(describe, others)])
     if len(others) > 1:
@@ -221,17 +148,6 @@ def describe(tp) -> str:
     if get_origin(tp) is not None:
         return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", str(tp))
-
-
-def _flatten(tp) -> list:
-    """The members of a (nested) union, or ``[tp]``."""
-    return [m for a in get_args(tp) for m in _flatten(a)] if _is_union(tp) else [tp]
-
-
-def _number_type(value) -> type | None:
-    if isinstance(value, bool):
-        return None
-    return int if isinstance(value, int) else float if isinstance(value, float) else None
 
 
 # -- checks -------------------------------------------------------------------
@@ -254,10 +170,9 @@ def check_values(prefix: str, node: DictConfig, annotations: dict[str, Any], tar
     """Errors for ``node`` against ``annotations`` (``name -> type``): unknown keys
     (unless ``open_keys``), wrong types, numbers out of range, registry choices.
     Keys in ``skip`` are checked elsewhere; ``prefix`` is the node's key ("" at the top)."""
-    group = prefix.split(".")[0]
     valid = ", ".join(sorted({*annotations, *skip}))
     errors = []
-    registries = _registry_choices()
+    registries = registry_choices()
     for key in node.keys():
         name = f"{prefix}.{key}" if prefix else str(key)
         if key in HYDRA_KEYS or key in skip:
@@ -277,8 +192,8 @@ def check_values(prefix: str, node: DictConfig, annotations: dict[str, Any], tar
             shown = OmegaConf.to_container(value) if isinstance(value, (DictConfig, ListConfig)) else value
             errors.append(f"{name}={shown!r} must be {describe(tp)}")
             continue
-        number = _number_type(value)
-        rule = range_rule(group, target, str(key), number) if number else None
+        number = number_type(value)
+        rule = range_rule(target, str(key), tp, number) if number else None
         if rule is not None and value not in rule:
             errors.append(f"{name}={value!r} must be in {rule}")
         if name in registries and isinstance(value, str) and value not in registries[name]():
@@ -314,8 +229,7 @@ def _check_target(group: str, node: DictConfig) -> list[str]:
     except Exception as err:  # noqa: BLE001 - report, don't crash
         return [f"{group}._target_={target} cannot be imported: {err}"]
     annotations, var_kw = target_annotations(obj)
-    for name in INJECTED.get(group, ()):
-        annotations.pop(name, None)
+    annotations = {k: tp for k, tp in annotations.items() if not injected(str(target), k, tp)}
     errors = check_values(group, node, annotations, target=str(target), open_keys=var_kw)
     for key, value in node.items():  # nested parts built by their parent (e.g. prior.encoder)
         if key in annotations and isinstance(value, DictConfig) and "_target_" in value:
@@ -339,7 +253,7 @@ def validate_config(cfg: DictConfig) -> None:
 
     errors = check_values("", cfg, dataclass_annotations(RunSettings), skip=UNCHECKED)
     for section, cls in (("optim", OptimSettings), ("eval", EvalSettings)):
-        annotations = {k: v for k, v in dataclass_annotations(cls).items() if k not in INJECTED.get(section, ())}
+        annotations = {k: v for k, v in dataclass_annotations(cls).items() if not is_injected(v)}
         node = cfg.get(section)
         errors += check_values(section, node, annotations) if isinstance(node, DictConfig) else []
     for group in REQUIRED_GROUPS:
@@ -355,58 +269,6 @@ def validate_config(cfg: DictConfig) -> None:
     errors += _check_probs(cfg)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
-
-
-def sweep_jobs(config: DictConfig, config_loader) -> list[list[str]]:
-    """Each job's overrides in a multirun of the basic sweeper (``a=1,2 b=3,4``: four jobs),
-    expanded as the sweeper will; other sweepers choose jobs as they go: ``[]``."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    if get_object(config.hydra.sweeper._target_) is not BasicSweeper:
-        return []
-    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
-    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
-    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(params + list(task))
-    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
-
-
-def validate_sweep(config: DictConfig, config_loader) -> int:
-    """Compose and validate every job of the multirun ``config``; raise one
-    :class:`ConfigError` naming each failing job, its overrides and keys. Returns the
-    number of jobs checked (the master config alone when the sweeper is not the basic one)."""
-    jobs = sweep_jobs(config, config_loader)
-    problems = []
-    for num, overrides in enumerate(jobs):
-        try:
-            validate_config(config_loader.load_sweep_config(config, list(overrides)))
-        except ConfigError as err:
-            detail = str(err).split("\n", 1)[1]
-            problems.append(f"job #{num} ({' '.join(overrides)}):\n{detail}")
-    if not jobs:
-        with_hydra_removed = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
-        validate_config(with_hydra_removed)
-    if problems:
-        raise ConfigError(f"{len(problems)} of {len(jobs)} jobs have an invalid configuration; none was launched:\n"
-                          + "\n".join(problems))
-    return max(1, len(jobs))
-
-
-class ValidateJobs(Callback):
-    """Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``): a multirun
-    validates every job's config before the sweeper creates a directory or launches
-    (or queues, on SLURM) a single job."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra.core.global_hydra import GlobalHydra
-
-        try:
-            validate_sweep(config, GlobalHydra.instance().config_loader())
-        except ConfigError as err:
-            # Hydra turns a callback's exceptions into warnings and goes on; a usage
-            # error must stop the multirun, so exit like Hydra does for one (status 1).
-            sys.stderr.write(f"{err}\n")
-            raise SystemExit(1) from None
 
 
 def to_container(cfg: DictConfig) -> dict:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .settings import Count, Injected, checked
+
 
 class CausalLSTMContext(nn.Module):
     """Embedding → LSTM over the previous tokens → linear map to ``dim`` features.
@@ -20,12 +22,11 @@ class CausalLSTMContext(nn.Module):
     ``embed_dim`` defaults to ``hidden``.
     """
 
-    def __init__(self, num_categories: int, dim: int = 32, hidden: int = 128, embed_dim: int | None = None,
-                 num_layers: int = 1):
+    @checked("context")
+    def __init__(self, num_categories: Injected[int], dim: Count = 32, hidden: Count = 128, embed_dim: Count | None = None,
+                 num_layers: Count = 1):
         super().__init__()
         embed_dim = hidden if embed_dim is None else embed_dim
-        if min(dim, hidden, embed_dim, num_layers) < 1:
-            raise ValueError(f"context dim, hidden, embed_dim and num_layers must be >= 1, got {dim}, {hidden}, {embed_dim}, {num_layers}")
         self.dim, self.start = dim, num_categories
         self.embed = nn.Embedding(num_categories + 1, embed_dim)  # the last row is the start symbol
         self.lstm = nn.LSTM(embed_dim, hidden, num_layers, batch_first=True)

@@ -18,14 +18,19 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 
 from .history_format import CURVE_METRICS, FILENAME, append, frame_record, meta_record, val_record
+from .settings import Count, Positive, Range, checked
 
 log = logging.getLogger(__name__)
+
+#: grid points per axis (2 at least: a grid has two ends)
+GridPoints = Annotated[int, Range(2)]
 
 
 def grid_axis(z_range: float, points: int) -> torch.Tensor:
@@ -70,17 +75,10 @@ class SupportHistory(pl.Callback):
             (``python -m trufl.reporting.animate_toy`` draws them from the file later; ~0.3 s a frame).
     """
 
-    def __init__(self, dirpath: str | Path, every_n_steps: int = 50, z_range: float = 6.0,
-                 grid_points_1d: int = 400, grid_points_2d: int = 64, render: bool | str = "auto"):
-        for key, value in (("every_n_steps", every_n_steps), ("grid_points_1d", grid_points_1d),
-                           ("grid_points_2d", grid_points_2d)):
-            if not isinstance(value, int) or value < (1 if key == "every_n_steps" else 2):
-                raise ValueError(f"callbacks.support_history.{key} must be an integer >= "
-                                 f"{1 if key == 'every_n_steps' else 2}, got {value!r}")
-        if render not in (True, False, "auto"):
-            raise ValueError(f"callbacks.support_history.render must be auto, true or false, got {render!r}")
-        if not z_range > 0:
-            raise ValueError(f"callbacks.support_history.z_range must be > 0, got {z_range!r}")
+    @checked("callbacks.support_history")
+    def __init__(self, dirpath: str | Path, every_n_steps: Count = 50, z_range: Positive = 6.0,
+                 grid_points_1d: GridPoints = 400, grid_points_2d: GridPoints = 64,
+                 render: Literal["auto", True, False] = "auto"):
         self.path = Path(dirpath) / FILENAME
         self.every_n_steps = every_n_steps
         self.z_range = float(z_range)

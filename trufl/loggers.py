@@ -5,15 +5,16 @@ from __future__ import annotations
 import netrc
 import os
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from .settings import checked
+
 WandbMode = Literal["auto", "online", "offline", "disabled"]
-WANDB_MODES = get_args(WandbMode)
 
 
 def wandb_api_key_configured() -> bool:
@@ -26,10 +27,9 @@ def wandb_api_key_configured() -> bool:
         return False
 
 
-def resolve_wandb_mode(mode: str = "auto") -> str:
+@checked("logger")
+def resolve_wandb_mode(mode: WandbMode = "auto") -> str:
     """``auto``: honour WANDB_MODE if set, else online with a key and offline without one."""
-    if mode not in WANDB_MODES:
-        raise ValueError(f"logger.mode must be one of {WANDB_MODES}, got {mode!r}")
     if mode != "auto":
         return mode
     env = os.environ.get("WANDB_MODE")

@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
+from .settings import Injected, NonNegative, NonNegativeInt, Positive, check_fields
+
 Schedule = Literal["constant", "cosine"]
-SCHEDULES = get_args(Schedule)
 
 
 @dataclass
 class OptimSettings:
     """AdamW with a linear warm-up, then a constant or cosine (to 0 at ``max_steps``) rate."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.0
+    lr: Positive = 1e-3
+    weight_decay: NonNegative = 0.0
     schedule: Schedule = "constant"
-    warmup_steps: int = 0
-    max_steps: int | None = None
+    warmup_steps: NonNegativeInt = 0
+    max_steps: Injected[int | None] = None  # trainer.max_steps
 
     def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"optim.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        check_fields(self, "optim")
         if self.schedule == "cosine" and not (self.max_steps and self.max_steps > 0):
             raise ValueError("optim.schedule=cosine needs trainer.max_steps > 0")
 

@@ -15,6 +15,7 @@ import torch
 from .condition import Condition
 from .data.base import SamplingGroup, Task
 from .objective import has_estimate
+from .settings import Count, NonNegativeInt, check_fields
 
 
 @dataclass
@@ -26,10 +27,13 @@ class EvalSettings:
     num_samples: objects kept for ``results.json`` (and generated, for tasks that
     do not generate one object per test object)."""
 
-    iw_samples: int = 16
-    log_z_samples: int = 256
-    max_tries: int = 100
-    num_samples: int = 4
+    iw_samples: NonNegativeInt = 16
+    log_z_samples: Count = 256
+    max_tries: Count = 100
+    num_samples: NonNegativeInt = 4
+
+    def __post_init__(self):
+        check_fields(self, "eval")
 
 
 @dataclass

@@ -7,6 +7,10 @@ training step; the loss uses ``recon_weight * recon_factor`` and
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from .settings import Count, NonNegative, Range, checked
+
 
 class Constant:
     """Factors 1 throughout."""
@@ -18,11 +22,8 @@ class Constant:
 class LinearWarmup:
     """KL factor rising linearly from ``start`` to 1 over ``steps`` (KL annealing)."""
 
-    def __init__(self, steps: int = 1000, start: float = 0.0):
-        if steps < 1:
-            raise ValueError(f"weighting.steps must be >= 1, got {steps}")
-        if not 0 <= start <= 1:
-            raise ValueError(f"weighting.start must be in [0, 1], got {start}")
+    @checked("weighting")
+    def __init__(self, steps: Count = 1000, start: Annotated[float, Range(0, 1)] = 0.0):
         self.steps, self.start = steps, start
 
     def __call__(self, step: int) -> tuple[float, float]:
@@ -32,11 +33,8 @@ class LinearWarmup:
 class ExponentialDecay:
     """Reconstruction factor ``1 + (start - 1) · decay^step``: CatNF's 2 → 1 schedule."""
 
-    def __init__(self, start: float = 2.0, decay: float = 0.999):
-        if start < 0:
-            raise ValueError(f"weighting.start must be >= 0, got {start}")
-        if not 0 < decay <= 1:
-            raise ValueError(f"weighting.decay must be in (0, 1], got {decay}")
+    @checked("weighting")
+    def __init__(self, start: NonNegative = 2.0, decay: Annotated[float, Range(0, 1, low_open=True)] = 0.999):
         self.start, self.decay = start, decay
 
     def __call__(self, step: int) -> tuple[float, float]:

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..condition import Condition
+from ..settings import Count, NonNegativeInt, Seed, checked
 
 
 class SamplingGroup(NamedTuple):
@@ -100,12 +101,9 @@ class SplitDataModule(pl.LightningDataModule, Task):
 
     num_categories: int
 
-    def __init__(self, seq_len: int, batch_size: int, data_dir: str, num_workers: int = 0, seed: int = 0):
+    @checked("dataset")
+    def __init__(self, seq_len: Count, batch_size: Count, data_dir: str, num_workers: NonNegativeInt = 0, seed: Seed = 0):
         super().__init__()
-        if seq_len < 1:
-            raise ValueError(f"dataset.seq_len must be >= 1, got {seq_len}")
-        if batch_size < 1:
-            raise ValueError(f"dataset.batch_size must be >= 1, got {batch_size}")
         self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
         self.data_dir = Path(data_dir).expanduser()
         self.splits: dict[str, Dataset] = {}

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import functools
 import itertools
-from typing import Literal, get_args
 from collections import deque
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import Sampler
 
 from ..condition import Condition, adjacency_of
+from ..settings import Count, Range, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, generate_in_chunks, load_or_build
 
@@ -179,35 +180,35 @@ class GraphColouringDataModule(SplitDataModule):
         size: ``tiny`` (10–20 nodes) or ``large`` (25–50 nodes), or set min/max_nodes.
         train_size, val_size, test_size: graphs per split.
         degree: range of the mean degree of G(n, p) before filtering.
-        workers: generation processes.
+        generation_workers: processes generating graphs (chunks are seeded, so the
+            graphs do not depend on it).
     """
 
     SIZES = dict(zip(get_args(GraphSize), [(10, 20), (25, 50)]))  # nodes per graph, by size
 
+    @checked("dataset")
     def __init__(
         self,
         size: GraphSize = "tiny",
-        train_size: int = 4000,
-        val_size: int = 500,
-        test_size: int = 500,
-        batch_size: int = 64,
+        train_size: Count = 4000,
+        val_size: Count = 500,
+        test_size: Count = 500,
+        batch_size: Count = 64,
         degree: tuple[float, float] = (2.5, 4.5),
-        min_nodes: int | None = None,
-        max_nodes: int | None = None,
+        min_nodes: Annotated[int, Range(3)] | None = None,
+        max_nodes: Annotated[int, Range(3)] | None = None,
         data_dir: str = "~/.cache/trufl",
-        workers: int = 2,
-        seed: int = 0,
+        generation_workers: Count = 2,
+        seed: Seed = 0,
     ):
-        if size not in self.SIZES:
-            raise ValueError(f"dataset.size must be one of {list(self.SIZES)}, got {size!r}")
         lo, hi = self.SIZES[size]
         min_nodes, max_nodes = min_nodes or lo, max_nodes or hi
-        if not 3 <= min_nodes <= max_nodes:
-            raise ValueError(f"dataset.min_nodes/max_nodes must satisfy 3 <= min <= max, got {min_nodes}, {max_nodes}")
+        if min_nodes > max_nodes:
+            raise ValueError(f"dataset.min_nodes must be <= dataset.max_nodes, got {min_nodes} > {max_nodes}")
         super().__init__(max_nodes, batch_size, data_dir, seed=seed)  # seq_len: the largest graph
         self.min_nodes, self.max_nodes = min_nodes, max_nodes
         self.split_sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.degree, self.workers = tuple(degree), workers
+        self.degree, self.generation_workers = tuple(degree), generation_workers
         self.num_categories = NUM_COLOURS
 
     @property
@@ -218,7 +219,7 @@ class GraphColouringDataModule(SplitDataModule):
 
     def build_splits(self) -> dict[str, list]:
         return cached_graphs(self.data_dir, self.split_sizes, self.min_nodes, self.max_nodes,
-                             self.degree, self.seed, self.workers)
+                             self.degree, self.seed, self.generation_workers)
 
     def batch_sampler(self, split: str, shuffle: bool) -> NodeCountBatchSampler:
         return NodeCountBatchSampler([g[0] for g in self.splits[split]], self.batch_size, shuffle, self.seed)

@@ -1,4 +1,4 @@
-"""Set modelling tasks of CatNF (DESIGN.md §5): shuffling and summation.
+"""Set modelling tasks of CatNF (DESIGN.md §5), of two kinds: shuffling and summation.
 
 * ``sets_shuffle``: a uniformly random permutation of {1..N} (N = 16): optimum
   ``log2(N!)/N`` bits per element (2.766 for N = 16).
@@ -12,17 +12,18 @@ Category k stands for the number k + 1.
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
 from functools import lru_cache
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
+from ..settings import Count, NonNegativeInt, Range, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, load_or_build
 
-SetTask = Literal["shuffle", "sum"]
-TASKS = get_args(SetTask)
+#: what makes a list of numbers a valid set: a permutation, or a given sum
+SetKind = Literal["shuffle", "sum"]
 
 
 @lru_cache(maxsize=None)
@@ -33,9 +34,9 @@ def count_tuples(length: int, total: int, high: int) -> int:
     return sum(count_tuples(length - 1, total - v, high) for v in range(1, high + 1) if total - v >= length - 1)
 
 
-def optimum_bits(task: str, size: int, total: int) -> float:
+def optimum_bits(kind: str, size: int, total: int) -> float:
     """Entropy of the data distribution in bits per element."""
-    if task == "shuffle":
+    if kind == "shuffle":
         return math.lgamma(size + 1) / math.log(2) / size
     count = count_tuples(size, total, size)
     if count == 0:
@@ -65,43 +66,40 @@ class SetDataModule(SplitDataModule):
     """Sets of ``size`` elements; each item is ``{"x": [size], "mask": [size]}``.
 
     Args:
-        task: ``shuffle`` or ``sum``.
+        kind: ``shuffle`` (permutations) or ``sum`` (tuples with the sum ``total``).
         size: N, the set size (and the number of categories).
         total: the required sum (``sum`` only).
         train_size, val_size, test_size: number of sets per split.
     """
 
+    @checked("dataset")
     def __init__(
         self,
-        task: SetTask = "shuffle",
-        size: int = 16,
-        total: int = 42,
-        train_size: int = 20000,
-        val_size: int = 1000,
-        test_size: int = 2000,
-        batch_size: int = 64,
+        kind: SetKind = "shuffle",
+        size: Annotated[int, Range(2)] = 16,
+        total: Count = 42,
+        train_size: Count = 20000,
+        val_size: Count = 1000,
+        test_size: Count = 2000,
+        batch_size: Count = 64,
         data_dir: str = "~/.cache/trufl",
-        num_workers: int = 0,
-        seed: int = 0,
+        num_workers: NonNegativeInt = 0,
+        seed: Seed = 0,
     ):
         super().__init__(size, batch_size, data_dir, num_workers, seed)
-        if task not in TASKS:
-            raise ValueError(f"dataset.task must be one of {TASKS}, got {task!r}")
-        if size < 2:
-            raise ValueError(f"dataset.size must be >= 2, got {size}")
-        self.task, self.size, self.total = task, size, total
+        self.kind, self.size, self.total = kind, size, total
         self.num_categories = size
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
-        self.optimum_bits = optimum_bits(task, size, total)  # raises for an impossible sum
+        self.optimum_bits = optimum_bits(kind, size, total)  # raises for an impossible sum
 
     def build(self) -> dict[str, np.ndarray]:
-        key = cache_key(task=self.task, size=self.size, total=self.total, sizes=self.sizes, seed=self.seed)
+        key = cache_key(kind=self.kind, size=self.size, total=self.total, sizes=self.sizes, seed=self.seed)
 
         def generate():
             rng = np.random.default_rng(self.seed)
             out = {}
             for split, n in self.sizes.items():
-                if self.task == "shuffle":
+                if self.kind == "shuffle":
                     sets = np.argsort(rng.random((n, self.size)), axis=1)
                 else:
                     sets = sample_sum_tuples(n, self.size, self.total, rng) - 1
@@ -118,9 +116,9 @@ class SetDataModule(SplitDataModule):
     def is_valid(self, x: torch.Tensor, condition=None) -> torch.Tensor:
         """``[n]`` bool for sets ``x [n, size]`` (−1 = a token outside every support)."""
         ok = (x >= 0).all(-1)
-        if self.task == "shuffle":
+        if self.kind == "shuffle":
             return ok & (torch.sort(x, dim=-1).values == torch.arange(self.size, device=x.device)).all(-1)
         return ok & ((x + 1).sum(-1) == self.total)
 
     def describe(self) -> dict:
-        return {**super().describe(), "task": self.task, "optimum_bits": self.optimum_bits}
+        return {**super().describe(), "kind": self.kind, "optimum_bits": self.optimum_bits}

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..condition import Condition, grid_units
+from ..settings import Count, NonNegativeInt, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, generate_in_chunks, load_or_build
 
@@ -82,23 +83,25 @@ class SudokuDataModule(SplitDataModule):
 
     Args:
         train_size, val_size, test_size: boards per split.
-        workers: processes generating boards (chunks are seeded, so the boards do
-            not depend on it).
+        num_workers: DataLoader worker processes (0: batches are loaded in the main process).
+        generation_workers: processes generating boards (chunks are seeded, so the
+            boards do not depend on it).
     """
 
+    @checked("dataset")
     def __init__(
         self,
-        train_size: int = 10000,
-        val_size: int = 500,
-        test_size: int = 500,
-        batch_size: int = 32,
+        train_size: Count = 10000,
+        val_size: Count = 500,
+        test_size: Count = 500,
+        batch_size: Count = 32,
         data_dir: str = "~/.cache/trufl",
-        num_workers: int = 0,
-        seed: int = 0,
-        workers: int = 2,
+        num_workers: NonNegativeInt = 0,
+        seed: Seed = 0,
+        generation_workers: Count = 2,
     ):
         super().__init__(81, batch_size, data_dir, num_workers, seed)
-        self.workers = workers
+        self.generation_workers = generation_workers
         self.num_categories = 9
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.adjacency = constraint_graph()
@@ -109,7 +112,7 @@ class SudokuDataModule(SplitDataModule):
         def generate():
             out = {}
             for i, (split, n) in enumerate(self.sizes.items()):
-                boards = generate_in_chunks(generate_boards, n, self.seed * 10 + i, self.workers, f"generating {n} {split} boards")
+                boards = generate_in_chunks(generate_boards, n, self.seed * 10 + i, self.generation_workers, f"generating {n} {split} boards")
                 out[split] = np.concatenate(boards) if boards else np.zeros(0, np.int64)
             return out
 

@@ -50,17 +50,17 @@ import importlib.util
 import re
 import socket
 import zipfile
-from typing import Literal, get_args
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
+from ..settings import Count, NonNegativeInt, Seed, checked
 from .base import SplitDataModule, TokenWindows
 from .cache import cache_key, load_or_build
 
 ALPHABET27 = " abcdefghijklmnopqrstuvwxyz"
 Corpus = Literal["bible", "text8", "enwik8", "ptb"]
-CORPORA = get_args(Corpus)
 SPLITS = ("train", "val", "test")
 DEFAULT_HUB_NAMES = {"text8": "afmck/text8", "ptb": "ptb_text_only"}
 PTB_FILES = {"train": "ptb.char.train.txt", "val": "ptb.char.valid.txt", "test": "ptb.char.test.txt"}
@@ -309,26 +309,23 @@ def hub_fingerprint(dataset) -> str:
 
 
 class TextDataModule(SplitDataModule):
-    """Character-level windows over one of :data:`CORPORA`: training windows of
-    ``seq_len`` symbols, validation and test windows of ``eval_seq_len``."""
+    """Character-level windows over one of the :data:`Corpus` corpora: training windows
+    of ``seq_len`` symbols, validation and test windows of ``eval_seq_len``."""
 
+    @checked("dataset")
     def __init__(
         self,
         corpus: Corpus = "bible",
         path: str | None = None,
         hub_name: str | None = None,
-        seq_len: int = 128,
-        eval_seq_len: int | None = None,
-        batch_size: int = 32,
+        seq_len: Count = 128,
+        eval_seq_len: Count | None = None,
+        batch_size: Count = 32,
         data_dir: str = "~/.cache/trufl",
-        num_workers: int = 0,
-        seed: int = 0,
+        num_workers: NonNegativeInt = 0,
+        seed: Seed = 0,
     ):
         super().__init__(seq_len, batch_size, data_dir, num_workers, seed)
-        if corpus not in CORPORA:
-            raise ValueError(f"dataset.corpus must be one of {CORPORA}, got {corpus!r}")
-        if eval_seq_len is not None and eval_seq_len < 1:
-            raise ValueError(f"dataset.eval_seq_len must be >= 1 (or null for seq_len), got {eval_seq_len}")
         self.corpus = corpus
         self.eval_seq_len = eval_seq_len or seq_len
         self.path = Path(path).expanduser() if path else None

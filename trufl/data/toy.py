@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..settings import Count, NonNegativeInt, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, load_or_build
 
@@ -20,17 +21,18 @@ class ToyDataModule(SplitDataModule):
     The optimum bits per token is the entropy of ``probs`` (:attr:`entropy_bits`).
     """
 
+    @checked("dataset")
     def __init__(
         self,
         probs: list[float],
-        seq_len: int = 1,
-        train_size: int = 20000,
-        val_size: int = 2000,
-        test_size: int = 2000,
-        batch_size: int = 256,
+        seq_len: Count = 1,
+        train_size: Count = 20000,
+        val_size: Count = 2000,
+        test_size: Count = 2000,
+        batch_size: Count = 256,
         data_dir: str = "~/.cache/trufl",
-        num_workers: int = 0,
-        seed: int = 0,
+        num_workers: NonNegativeInt = 0,
+        seed: Seed = 0,
     ):
         super().__init__(seq_len, batch_size, data_dir, num_workers, seed)
         probs = [float(p) for p in probs]

@@ -13,17 +13,17 @@ Supports are disjoint, so the Bayes decoder is exact: ``log p(x|z) = 0``.
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..distributions import NEG_INF, bounded, gaussian_log_pdf, inverse_softplus
-from .base import Dequantiser, select_rows
+from ..settings import Count, Positive, checked
+from .base import ContextDim, Dequantiser, NumCategories, select_rows
 
 Variant = Literal["binary", "onehot"]
-VARIANTS = get_args(Variant)
 
 
 def softplus_floor(dtype: torch.dtype) -> float:
@@ -47,16 +47,15 @@ class ArgmaxDequantiser(Dequantiser):
         context_dim: width of an optional per-token context shifting μ and log σ.
     """
 
+    @checked("flow")
     def __init__(
         self,
-        num_categories: int,
-        dim: int | None = None,
+        num_categories: NumCategories,
+        dim: Count | None = None,
         variant: Variant = "binary",
-        max_log_scale: float = 3.0,
-        context_dim: int = 0,
+        max_log_scale: Positive = 3.0,
+        context_dim: ContextDim = 0,
     ):
-        if variant not in VARIANTS:
-            raise ValueError(f"flow.variant must be one of {VARIANTS}, got {variant!r}")
         need = required_dim(num_categories, variant)
         if dim is not None and dim != need:
             raise ValueError(

@@ -7,11 +7,19 @@ model, metrics and sampling are written once for all dequantisers.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
 from torch import Tensor, nn
 
 from ..distributions import NEG_INF, gather
 from ..support import CausalDecoding, Support
+from ..settings import Count, Injected, NonNegativeInt, Range, checked
+
+#: K, from the task
+NumCategories = Injected[Annotated[int, Range(2)]]
+#: the context's width (0: none), from the context encoder
+ContextDim = Injected[NonNegativeInt]
 
 
 class Dequantiser(nn.Module):
@@ -25,12 +33,9 @@ class Dequantiser(nn.Module):
     #: invalid category returned by :meth:`decode` for z outside every support
     INVALID = -1
 
-    def __init__(self, num_categories: int, dim: int, context_dim: int = 0):
+    @checked("flow")
+    def __init__(self, num_categories: NumCategories, dim: Count, context_dim: ContextDim = 0):
         super().__init__()
-        if num_categories < 2:
-            raise ValueError(f"num_categories must be >= 2, got {num_categories}")
-        if dim < 1:
-            raise ValueError(f"flow.dim must be >= 1, got {dim}")
         self.num_categories = int(num_categories)
         self.dim = int(dim)
         self.context_dim = int(context_dim)

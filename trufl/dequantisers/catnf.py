@@ -9,13 +9,14 @@ posterior; ``log q(z|k)`` for every k is one batched pass over a K axis.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..distributions import bounded, logistic_log_pdf, sample_uniform
-from .base import Dequantiser, select_rows
+from ..settings import Count, NonNegative, NonNegativeInt, Positive, Range, checked
+from .base import ContextDim, Dequantiser, NumCategories, select_rows
 
 
 class ConditionalAffineCoupling(nn.Module):
@@ -90,24 +91,21 @@ class CatNFDequantiser(Dequantiser):
         context_dim: width of an optional per-token context shifting loc/log-scale.
     """
 
+    @checked("flow")
     def __init__(
         self,
-        num_categories: int,
-        dim: int = 3,
-        num_flows: int = 0,
-        hidden: int = 64,
-        max_log_scale: float = 3.0,
-        init_loc_std: float = 1.0,
-        context_dim: int = 0,
+        num_categories: NumCategories,
+        dim: Count = 3,
+        num_flows: NonNegativeInt = 0,
+        hidden: Count = 64,
+        max_log_scale: Positive = 3.0,
+        init_loc_std: NonNegative = 1.0,
+        context_dim: ContextDim = 0,
         init: Literal["random", "grid"] = "random",
-        init_spread: float = 6.0,
-        init_log_scale: float = -2.5,
+        init_spread: Positive = 6.0,
+        init_log_scale: Annotated[float, Range(-10, 10)] = -2.5,
     ):
         super().__init__(num_categories, dim, context_dim)
-        if num_flows < 0:
-            raise ValueError(f"flow.num_flows must be >= 0, got {num_flows}")
-        if init not in ("random", "grid"):
-            raise ValueError(f"flow.init={init!r} must be one of ('random', 'grid')")
         if init == "grid" and not abs(init_log_scale) < max_log_scale:
             raise ValueError(f"flow.init_log_scale={init_log_scale} must lie inside (-flow.max_log_scale, flow.max_log_scale) = ±{max_log_scale}")
         self.max_log_scale = max_log_scale

@@ -24,19 +24,19 @@ at other boxes' faces, so with a shared base the boxes never move apart
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..distributions import NEG_INF, bounded, logistic_log_pdf, sample_uniform
-from .base import Dequantiser
+from ..settings import Count, Positive, Range, checked
+from .base import ContextDim, Dequantiser, NumCategories
 from .boundary import exact_recon_1d, face_surrogate
 from .boxes import Boxes, grid_partition
 
 BoundaryGradient = Literal["auto", "exact", "sampled", "none"]
-BOUNDARY_GRADIENTS = get_args(BoundaryGradient)
 
 
 class TruflDequantiser(Dequantiser):
@@ -52,21 +52,18 @@ class TruflDequantiser(Dequantiser):
         context_dim: width of an optional per-token context that shifts the bounds.
     """
 
+    @checked("flow")
     def __init__(
         self,
-        num_categories: int,
-        dim: int = 3,
+        num_categories: NumCategories,
+        dim: Count = 3,
         location_scale: bool = False,
         boundary_gradient: BoundaryGradient = "auto",
-        init_gap: float = 0.01,
-        max_log_scale: float = 3.0,
-        context_dim: int = 0,
+        init_gap: Annotated[float, Range(0, 0.5, high_open=True)] = 0.01,
+        max_log_scale: Positive = 3.0,
+        context_dim: ContextDim = 0,
     ):
         super().__init__(num_categories, dim, context_dim)
-        if boundary_gradient not in BOUNDARY_GRADIENTS:
-            raise ValueError(f"flow.boundary_gradient must be one of {BOUNDARY_GRADIENTS}, got {boundary_gradient!r}")
-        if not 0 <= init_gap < 0.5:
-            raise ValueError(f"flow.init_gap must be in [0, 0.5), got {init_gap}")
         exact_ok = dim == 1 and not location_scale
         if boundary_gradient == "exact" and not exact_ok:
             raise ValueError(

@@ -36,12 +36,13 @@ never re-running the sequence per element (the O(T²) reference is
 
 from __future__ import annotations
 
-from typing import Callable, Literal, get_args
+from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..condition import Condition, adjacency_of
+from ..settings import Count, Injected, NonNegativeInt, checked
 from ..support import Support
 from .base import LogisticBaseFlow
 from .elementwise import TransformKind, make_transform
@@ -50,7 +51,6 @@ from .support_mass import sequential_support_mass
 
 Inputs = Literal["latent", "decoded", "both"]
 Order = Literal["given", "degree"]
-INPUTS, ORDERS = get_args(Inputs), get_args(Order)
 
 
 class AutoregressivePrior(LogisticBaseFlow):
@@ -67,15 +67,12 @@ class AutoregressivePrior(LogisticBaseFlow):
     order: ``given | degree`` (module docstring).
     """
 
-    def __init__(self, support: Support, encoder: Callable[[int], nn.Module], inputs: Inputs = "decoded",
-                 embed_dim: int = 64, transform: TransformKind = "auto", num_bins: int | None = None,
-                 num_mixtures: int = 8, num_flows: int = 2, head_hidden: int = 128, head_layers: int = 2,
+    @checked("prior")
+    def __init__(self, support: Injected[Support], encoder: Callable[[int], nn.Module], inputs: Inputs = "decoded",
+                 embed_dim: Count = 64, transform: TransformKind = "auto", num_bins: Count | None = None,
+                 num_mixtures: Count = 8, num_flows: Count = 2, head_hidden: Count = 128, head_layers: NonNegativeInt = 2,
                  order: Order = "given"):
         super().__init__(support)
-        if inputs not in INPUTS:
-            raise ValueError(f"prior.inputs={inputs!r} must be one of {INPUTS}")
-        if order not in ORDERS:
-            raise ValueError(f"prior.order={order!r} must be one of {ORDERS}")
         if inputs != "latent" and not support.num_categories:
             raise ValueError(f"prior.inputs={inputs} embeds decoded tokens: the support must know K")
         dim, self.inputs, self.order = self.dim, inputs, order

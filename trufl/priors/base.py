@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..condition import Condition
 from ..distributions import logistic_log_pdf, sample_logistic
+from ..settings import Injected, checked
 from ..support import Support
 from .support_mass import monte_carlo_support_mass, union_volume
 
@@ -33,7 +34,8 @@ class Prior(nn.Module):
     """``log_prob`` returns per-token log densities ``[B, T]`` (0 where ``mask`` is
     False) so losses can be normalised per token; ``sample`` draws ``[n, T, D]``."""
 
-    def __init__(self, support: Support):
+    @checked("prior")
+    def __init__(self, support: Injected[Support]):
         super().__init__()
         self.support, self.dim = support, int(support.dim)
         # device and dtype of a prior without parameters (follows .to()/.double())

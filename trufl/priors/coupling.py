@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ..condition import Condition
+from ..settings import Count, Injected, checked
 from ..support import Support
 from .base import LogisticBaseFlow
 from .conditioners import GraphConditioner, GridConditioner, SetConditioner
@@ -40,14 +41,15 @@ class CouplingPrior(LogisticBaseFlow):
     conditioner = SetConditioner
     name = "coupling"
 
+    @checked("prior")
     def __init__(
         self,
-        support: Support,
-        num_layers: int = 4,
-        hidden: int = 64,
-        heads: int = 4,
-        transformer_layers: int = 2,
-        num_mixtures: int = 8,
+        support: Injected[Support],
+        num_layers: Count = 4,
+        hidden: Count = 64,
+        heads: Count = 4,
+        transformer_layers: Count = 2,
+        num_mixtures: Count = 8,
         mix_dims: bool = False,
         conditioner: Callable[..., nn.Module] | None = None,
     ):
@@ -56,8 +58,6 @@ class CouplingPrior(LogisticBaseFlow):
         dim = self.dim
         if dim < 2:
             raise ValueError(f"prior={self.name} splits latent dimensions: flow.dim must be >= 2, got {dim}")
-        if num_layers < 1:
-            raise ValueError(f"prior.num_layers must be >= 1, got {num_layers}")
         self.actnorm = ActNorm(dim)
         self.transform = MixtureLogisticCDF(num_mixtures)
         halves = []
@@ -134,7 +134,8 @@ class GridCouplingPrior(CouplingPrior):
     conditioner = GridConditioner
     name = "grid_coupling"
 
-    def __init__(self, support: Support, num_layers: int = 4, hidden: int = 64, heads: int = 4, transformer_layers: int = 2,
-                 num_mixtures: int = 8, mix_dims: bool = False, side: int = 9, box: int = 3):
+    @checked("prior")
+    def __init__(self, support: Injected[Support], num_layers: Count = 4, hidden: Count = 64, heads: Count = 4,
+                 transformer_layers: Count = 2, num_mixtures: Count = 8, mix_dims: bool = False, side: Count = 9, box: Count = 3):
         super().__init__(support, num_layers, hidden, heads, transformer_layers, num_mixtures, mix_dims,
                          conditioner=partial(GridConditioner, side=side, box=box))

@@ -14,18 +14,19 @@ setting but ``in_dim``). Adding an encoder is one class here and one config node
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..condition import Condition, adjacency_of, grid_units
+from ..settings import Count, Injected, Range, checked
 from .attention import AttentionBlock, causal_mask
 
 Positions = Literal["none", "index", "grid", "degree"]
 Relations = Literal["none", "adjacency"]
-POSITIONS, RELATIONS = get_args(Positions), get_args(Relations)
+Dropout = Annotated[float, Range(0, 1, high_open=True)]
 
 
 class LSTMEncoder(nn.Module):
@@ -36,7 +37,8 @@ class LSTMEncoder(nn.Module):
     hidden: LSTM width (= out_dim); num_layers: LSTM layers; dropout: between layers.
     """
 
-    def __init__(self, in_dim: int, hidden: int = 256, num_layers: int = 1, dropout: float = 0.0):
+    @checked("prior.encoder")
+    def __init__(self, in_dim: Injected[Count], hidden: Count = 256, num_layers: Count = 1, dropout: Dropout = 0.0):
         super().__init__()
         self.out_dim = hidden
         self.lstm = nn.LSTM(in_dim, hidden, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
@@ -70,18 +72,13 @@ class CausalTransformerEncoder(nn.Module):
     side, box: the board (``positions=grid``).
     """
 
-    def __init__(self, in_dim: int, hidden: int = 128, num_layers: int = 3, heads: int = 4,
-                 positions: Positions = "index", relations: Relations = "none", max_length: int = 128,
-                 side: int = 9, box: int = 3, dropout: float = 0.0):
+    @checked("prior.encoder")
+    def __init__(self, in_dim: Injected[Count], hidden: Count = 128, num_layers: Count = 3, heads: Count = 4,
+                 positions: Positions = "index", relations: Relations = "none", max_length: Count = 128,
+                 side: Count = 9, box: Count = 3, dropout: Dropout = 0.0):
         super().__init__()
-        if positions not in POSITIONS:
-            raise ValueError(f"prior.encoder.positions={positions!r} must be one of {POSITIONS}")
-        if relations not in RELATIONS:
-            raise ValueError(f"prior.encoder.relations={relations!r} must be one of {RELATIONS}")
         if positions == "grid" and side % box:
             raise ValueError(f"prior.encoder.box={box} must divide prior.encoder.side={side}")
-        if heads < 1 or num_layers < 1 or max_length < 1:
-            raise ValueError(f"prior.encoder.heads, num_layers and max_length must be >= 1, got {heads}, {num_layers}, {max_length}")
         self.out_dim, self.positions, self.relations = hidden, positions, relations
         self.max_length, self.side = max_length, side
         self.inp = nn.Linear(in_dim, hidden)

@@ -1,0 +1,65 @@
+"""The multirun pre-check: every job's config is composed and validated
+(:func:`trufl.config.validate_config`) before the sweeper launches any."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+
+from .config import ConfigError, validate_config
+
+
+def sweep_jobs(config: DictConfig, config_loader) -> list[list[str]]:
+    """Each job's overrides in a multirun of the basic sweeper (``a=1,2 b=3,4``: four jobs),
+    expanded as the sweeper will; other sweepers choose jobs as they go: ``[]``."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if get_object(config.hydra.sweeper._target_) is not BasicSweeper:
+        return []
+    params = [f"{k}={v}" for k, v in (config.hydra.sweeper.get("params") or {}).items()]
+    task = OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(params + list(task))
+    return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+
+
+def validate_sweep(config: DictConfig, config_loader) -> int:
+    """Compose and validate every job of the multirun ``config``; raise one
+    :class:`ConfigError` naming each failing job, its overrides and keys. Returns the
+    number of jobs checked (the master config alone when the sweeper is not the basic one)."""
+    jobs = sweep_jobs(config, config_loader)
+    problems = []
+    for num, overrides in enumerate(jobs):
+        try:
+            validate_config(config_loader.load_sweep_config(config, list(overrides)))
+        except ConfigError as err:
+            detail = str(err).split("\n", 1)[1]
+            problems.append(f"job #{num} ({' '.join(overrides)}):\n{detail}")
+    if not jobs:
+        with_hydra_removed = OmegaConf.masked_copy(config, [k for k in config if k != "hydra"])
+        validate_config(with_hydra_removed)
+    if problems:
+        raise ConfigError(f"{len(problems)} of {len(jobs)} jobs have an invalid configuration; none was launched:\n"
+                          + "\n".join(problems))
+    return max(1, len(jobs))
+
+
+class ValidateJobs(Callback):
+    """Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``): a multirun
+    validates every job's config before the sweeper creates a directory or launches
+    (or queues, on SLURM) a single job."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.core.global_hydra import GlobalHydra
+
+        try:
+            validate_sweep(config, GlobalHydra.instance().config_loader())
+        except ConfigError as err:
+            # Hydra turns a callback's exceptions into warnings and goes on; a usage
+            # error must stop the multirun, so exit like Hydra does for one (status 1).
+            sys.stderr.write(f"{err}\n")
+            raise SystemExit(1) from None

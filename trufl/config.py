@@ -231,9 +231,10 @@ def _check_target(group: str, node: DictConfig) -> list[str]:
     annotations, var_kw = target_annotations(obj)
     annotations = {k: tp for k, tp in annotations.items() if not injected(str(target), k, tp)}
     errors = check_values(group, node, annotations, target=str(target), open_keys=var_kw)
-    for key, value in node.items():  # nested parts built by their parent (e.g. prior.encoder)
-        if key in annotations and isinstance(value, DictConfig) and "_target_" in value:
-            errors += _check_target(f"{group}.{key}", value)
+    raw = OmegaConf.to_container(node, resolve=False)  # unresolved: ${hydra:...} values resolve only in a job
+    for key, part in raw.items():  # nested parts built by their parent (e.g. prior.encoder)
+        if key in annotations and isinstance(part, dict) and "_target_" in part:
+            errors += _check_target(f"{group}.{key}", node[key])
     return errors
 
 

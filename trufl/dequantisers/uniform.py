@@ -18,7 +18,8 @@ import torch
 from torch import Tensor
 
 from ..distributions import NEG_INF, sample_uniform
-from .base import Dequantiser
+from ..settings import Count, Positive, checked
+from .base import ContextDim, Dequantiser, NumCategories
 
 
 class UniformDequantiser(Dequantiser):
@@ -30,14 +31,13 @@ class UniformDequantiser(Dequantiser):
     context_dim: must be 0 (nothing here depends on the sequence).
     """
 
-    def __init__(self, num_categories: int, dim: int = 1, extent: float = 4.0, context_dim: int = 0):
+    @checked("flow")
+    def __init__(self, num_categories: NumCategories, dim: Count = 1, extent: Positive = 4.0, context_dim: ContextDim = 0):
         super().__init__(num_categories, dim, context_dim)
         if dim != 1:
             raise ValueError(f"flow=uniform dequantises the category index: flow.dim must be 1, got {dim}")
         if context_dim:
             raise ValueError("flow=uniform has no parameters for a context to shift: use context=none")
-        if not extent > 0:
-            raise ValueError(f"flow.extent must be > 0, got {extent}")
         self.extent = float(extent)
         self.width = 2 * self.extent / num_categories
         self.register_buffer("lower", -self.extent + self.width * torch.arange(num_categories, dtype=torch.float32))

@@ -425,8 +425,8 @@ def main(argv=None) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
         (RESULTS / "bench.md").write_text(report)
-        update_readme("performance", report)
-        console.print(f"wrote {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'} and README.md's performance section")
+        update_readme("performance", report, ROOT / "docs" / "performance.md")
+        console.print(f"wrote {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'} and docs/performance.md's performance section")
 
 
 if __name__ == "__main__":

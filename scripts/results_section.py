@@ -25,11 +25,12 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from readme import README, block, replace_block  # noqa: E402
+from readme import block, replace_block  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
 RESULTS = EXPERIMENTS / "results"
+README = ROOT / "docs" / "results.md"  # the page that holds the generated block
 BLOCK = "results"
 STATED_WALL_TIME = re.compile(r"^Sweep wall time: ([0-9.]+) min\.$", re.M)
 MACHINE = "this 2-core CPU"

@@ -57,7 +57,7 @@ from trufl.objective import iwbo, weighted_loss
 from trufl.priors.reference import recomputing_inverse
 from trufl.reporting.formats import markdown
 from trufl.reporting.readme import update as update_readme
-from trufl.reporting.repository import shown_command
+from trufl.reporting.repository import PERFORMANCE_PAGE, shown_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -425,8 +425,8 @@ def main(argv=None) -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
         (RESULTS / "bench.md").write_text(report)
-        update_readme("performance", report)
-        console.print(f"wrote {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'} and README.md's performance section")
+        update_readme("performance", report, PERFORMANCE_PAGE)
+        console.print(f"wrote {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'} and docs/performance.md's performance section")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,9 @@
-"""The README's generated blocks: only the text between the markers is rewritten."""
-
-from pathlib import Path
+"""The generated blocks (docs/results.md, docs/performance.md): only the text between the markers is rewritten."""
 
 import pytest
 
-from trufl.reporting.readme import README, MissingBlockError, block, replace_block
+from trufl.reporting.readme import MissingBlockError, block, replace_block
+from trufl.reporting.repository import PERFORMANCE_PAGE, RESULTS_PAGE
 from trufl.reporting.results_section import BLOCK, section
 
 TEXT = "intro\n<!-- generated:perf -->\nold\n<!-- /generated:perf -->\nhand-written\n<!-- generated:other -->\nx\n<!-- /generated:other -->\n"
@@ -22,12 +21,11 @@ def test_missing_block_is_a_clear_error():
         replace_block(TEXT, "results", "body")
 
 
-def test_readme_results_section_is_what_the_script_makes_from_the_committed_outputs():
-    assert block(README.read_text(), BLOCK) == section()
+def test_results_page_section_is_what_the_script_makes_from_the_committed_outputs():
+    assert block(RESULTS_PAGE.read_text(), BLOCK) == section()
 
 
-def test_readme_performance_section_is_the_committed_benchmark():
-    """The README's performance block is exactly what ``make bench`` last wrote."""
-    root = Path(__file__).resolve().parents[1]
-    bench = (root / "experiments" / "results" / "bench.md").read_text()
-    assert block((root / "README.md").read_text(), "performance") == bench
+def test_performance_page_section_is_the_committed_benchmark():
+    """docs/performance.md's block is exactly what ``make bench`` last wrote."""
+    bench = (PERFORMANCE_PAGE.parents[1] / "experiments" / "results" / "bench.md").read_text()
+    assert block(PERFORMANCE_PAGE.read_text(), "performance") == bench

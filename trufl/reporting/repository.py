@@ -11,6 +11,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
+#: the pages holding generated blocks: the Results tables and the benchmark
+RESULTS_PAGE = ROOT / "docs" / "results.md"
+PERFORMANCE_PAGE = ROOT / "docs" / "performance.md"
 EXPERIMENTS = ROOT / "experiments"
 RESULTS = EXPERIMENTS / "results"
 

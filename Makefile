@@ -27,7 +27,7 @@ reproduce: ## one table/figure of experiments/: make reproduce EXP=<name> [LAUNC
 	$(PYTHON) scripts/experiment.py experiments/$(EXP).yaml --launcher $(LAUNCHER) --publish $(RESULTS) $(ARGS)
 	$(PYTHON) scripts/results_section.py --results $(RESULTS)
 
-results-section: ## rewrite the README's generated Results section from experiments/results/
+results-section: ## rewrite docs/results.md's generated Results section from experiments/results/
 	$(PYTHON) scripts/results_section.py --results $(RESULTS)
 
 toy-table: ## TRUFL vs CatNF on the toy, recon_weight 1 and 10, 3 seeds, with the support animations (= reproduce EXP=toy)
@@ -53,7 +53,7 @@ test: ## fast test suite (a few minutes on 2 cores); no tests collected counts a
 test-slow: ## the slow tests (multi-seed learning targets; each experiments/ table at a tiny size)
 	$(PYTEST) -q -m slow; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-bench: ## speed/memory table vs a plain LSTM LM (step, full loop, memory, sampling, IWBO, data); writes README's section
+bench: ## speed/memory table vs a plain LSTM LM (step, full loop, memory, sampling, IWBO, data); writes docs/performance.md's block
 	$(PYTHON) scripts/bench.py --write $(ARGS)
 
 clean: ## remove run outputs (not the data cache)

@@ -1,4 +1,4 @@
-"""Speed and memory benchmarks, measured side by side in one run (DESIGN.md §7).
+"""Speed and memory benchmarks, measured side by side in one run (docs/performance.md).
 
 Every model is built from the composed config exactly as ``train.py`` builds it
 (the contender's overrides on top of the defaults: B=32, T=128, hidden 256) and
@@ -22,7 +22,7 @@ softmax of the same width) on the same batches:
 
 then the other implementations' figures (measured elsewhere on this kind of
 machine) as marked reference rows. ``--write`` stores the tables in
-``experiments/results/bench.{md,json}`` and regenerates the README's performance
+``experiments/results/bench.{md,json}`` and regenerates docs/performance.md's performance
 section from them.
 
     python scripts/bench.py [--steps 20] [--loop-steps 40] [--rounds 3] [--write]
@@ -311,7 +311,7 @@ def data_generation(count: int) -> dict[str, dict]:
 
 # -- tables -------------------------------------------------------------------------
 def render(r: dict) -> str:
-    """The markdown report (also the README's performance section)."""
+    """The markdown report (also docs/performance.md's block)."""
     a = r["args"]
     ref_iso, ref_loop = r["isolated"][BASELINE], r["loop"][BASELINE]
     ref_mem = r["memory"][BASELINE]["peak_mib"]
@@ -381,7 +381,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data-count", type=int, default=50, help="graphs / boards generated for the throughput")
     ap.add_argument("--only", nargs="+", choices=list(CONTENDERS), help="a subset of contenders (the baseline is always in)")
     ap.add_argument("--data-dir", default=None, help="data cache (default: paths.data_dir)")
-    ap.add_argument("--write", action="store_true", help="write experiments/results/bench.{md,json} and the README section")
+    ap.add_argument("--write", action="store_true", help="write experiments/results/bench.{md,json} and docs/performance.md's block")
     ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_probe:
@@ -419,7 +419,7 @@ def main(argv=None) -> None:
         "isolated": {n: stats(v) for n, v in isolated.items()}, "loop": {n: stats(v) for n, v in loop.items()},
         "memory": memory, "sampling": sampling, "eval": evaluation, "data": data, "wall_s": time.time() - start,
     }
-    report = render(results).rstrip("\n") + "\n"  # as the README block stores it
+    report = render(results).rstrip("\n") + "\n"  # as the page's block stores it
     print(report)
     if args.write:
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""The metric contract (DESIGN.md §1) and unit conversions."""
+"""The metric contract (docs/design.md#metrics) and unit conversions."""
 
 from __future__ import annotations
 

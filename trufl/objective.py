@@ -1,4 +1,4 @@
-"""The objective (DESIGN.md §1): per-token terms of one sample, the weighted loss,
+"""The objective (docs/design.md#model): per-token terms of one sample, the weighted loss,
 the reported bounds and the importance-weighted bound.
 
     loss per token = -(recon_weight · log p(x|z) + kl_weight · (log p(z) − log q(z|x)))

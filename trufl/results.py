@@ -1,4 +1,4 @@
-"""``results.json`` (DESIGN.md §1): what a run found, how it was configured and
+"""``results.json`` (docs/design.md#results-file): what a run found, how it was configured and
 which code made it, plus the summary printed at the end. Tables, plots and checks
 read these files, never the loggers' internals."""
 

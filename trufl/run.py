@@ -39,7 +39,7 @@ def _set_threads(cfg: DictConfig) -> None:
 def run(cfg: DictConfig) -> dict[str, float]:
     """Train, validate and test one configuration; write ``results.json`` (global rank 0).
 
-    Returns the final metrics (contract names, DESIGN.md §1). A run that fails (after
+    Returns the final metrics (contract names, docs/design.md#metrics). A run that fails (after
     its configuration was validated) or is interrupted (SIGTERM, Ctrl-C) still writes ``results.json``, with ``status`` =
     ``failed``/``interrupted``, the error and the checkpoint to resume from; SIGTERM
     then exits with 143 (128 + SIGTERM) so schedulers see that the job did not finish.

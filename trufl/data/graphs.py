@@ -1,4 +1,4 @@
-"""Graph colouring with 3 colours (GraphCNF's task; DESIGN.md §5).
+"""Graph colouring with 3 colours (GraphCNF's task; docs/design.md#tasks).
 
 Random graphs are kept only when their chromatic number is exactly 3: not
 bipartite (an odd cycle, found by BFS) and 3-colourable (OR-Tools CP-SAT, which

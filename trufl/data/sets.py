@@ -1,4 +1,4 @@
-"""Set modelling tasks of CatNF (DESIGN.md §5), of two kinds: shuffling and summation.
+"""Set modelling tasks of CatNF (docs/design.md#tasks), of two kinds: shuffling and summation.
 
 * ``sets_shuffle``: a uniformly random permutation of {1..N} (N = 16): optimum
   ``log2(N!)/N`` bits per element (2.766 for N = 16).

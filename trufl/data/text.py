@@ -1,4 +1,4 @@
-"""Character-level language modelling (DESIGN.md §5).
+"""Character-level language modelling (docs/design.md#tasks, docs/corpora.md).
 
 Corpora (``dataset.corpus``):
 

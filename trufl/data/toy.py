@@ -1,4 +1,4 @@
-"""Toy task: i.i.d. tokens from given category probabilities (DESIGN.md §5)."""
+"""Toy task: i.i.d. tokens from given category probabilities (docs/design.md#tasks)."""
 
 from __future__ import annotations
 

@@ -84,7 +84,7 @@ class CatNFDequantiser(Dequantiser):
             (almost) separate, as TRUFL's boxes do. Adam moves a location by about the
             learning rate per step, so from ``random`` the encoder cannot separate 16
             categories in a few thousand steps: measured on sets, CatNF stays at the
-            uniform rate from ``random`` (README, Constrained generation).
+            uniform rate from ``random`` (docs/constrained_generation.md).
         init_loc_std: spread of the initial locations (``init=random``).
         init_spread: half-width of the initial grid (``init=grid``).
         init_log_scale: initial log-scale of every category (``init=grid``).

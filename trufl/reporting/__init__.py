@@ -1,4 +1,4 @@
-"""Tables, figures and the README's generated sections, made from runs' ``results.json``
+"""Tables, figures and the generated sections of docs/, made from runs' ``results.json``
 and logged histories (never from the loggers' internals).
 
 Each module with a command line runs as ``python -m trufl.reporting.<module>``;

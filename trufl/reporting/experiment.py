@@ -22,7 +22,7 @@ Output under ``<out>`` (default multirun/experiments/<name>): ``table.md``, ``ta
 its launcher and wall time),
 ``curves.png`` and ``figures/`` when the file asks; the runs are under ``<out>/runs``.
 ``--publish DIR`` copies them to ``DIR/<name>.{md,csv,tex,json}``, ``DIR/<name>_curves.png``
-and ``DIR/<name>_figures/`` (what scripts/results_section.py reads for the README).
+and ``DIR/<name>_figures/`` (what scripts/results_section.py reads for docs/results.md).
 """
 
 from __future__ import annotations

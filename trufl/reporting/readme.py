@@ -26,7 +26,7 @@ def block(text: str, name: str) -> str:
     """The current body of block ``name`` (without the markers)."""
     found = _pattern(name).search(text)
     if found is None:
-        raise MissingBlockError(f"no '<!-- generated:{name} -->' … '<!-- /generated:{name} -->' block in the README")
+        raise MissingBlockError(f"no '<!-- generated:{name} -->' … '<!-- /generated:{name} -->' block in the text")
     return found.group(2)
 
 

@@ -1,4 +1,4 @@
-"""An experiment file (``experiments/<name>.yaml``): one table or figure of the README, as
+"""An experiment file (``experiments/<name>.yaml``): one table or figure of docs/results.md, as
 a sweep (every value list an axis), the row keys, the columns and the published rows."""
 
 from __future__ import annotations

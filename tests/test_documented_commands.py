@@ -28,7 +28,8 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
-from trufl.config import ConfigError, validate_config, validate_sweep
+from trufl.config import ConfigError, validate_config
+from trufl.multirun import validate_sweep
 
 from .conftest import CONF, ROOT
 

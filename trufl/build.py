@@ -44,7 +44,11 @@ def build_likelihood(cfg: DictConfig, num_categories: int) -> nn.Module:
     context = build(cfg.context, num_categories=num_categories) if cfg.get("context") else None
     deq = build(cfg.flow, num_categories=num_categories, context_dim=context.dim if context is not None else 0)
     prior = build(cfg.prior, support=deq.support(context))  # every prior is built for the support it models
-    return LatentVariableModel(deq, prior, context)
+    model = LatentVariableModel(deq, prior, context)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"the model has no parameters to train (flow._target_={cfg.flow._target_}, prior._target_="
+                         f"{cfg.prior._target_}): choose a prior or a dequantiser that learns, e.g. prior=ar_lstm")
+    return model
 
 
 def build_model(cfg: DictConfig, num_categories: int) -> LikelihoodModule:

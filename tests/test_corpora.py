@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
+from trufl.data import corpora
 from trufl.data import text as text_module
 
 SPLITS = ("train", "val", "test")
@@ -105,8 +106,8 @@ def test_text8_splits_90_5_5_into_windows_of_256_and_loses_nothing(make_cfg, tmp
 
 
 def test_the_positional_split_is_exactly_90m_5m_5m_on_the_real_file_size():
-    assert text_module.split_bounds(100_000_000) == (90_000_000, 95_000_000)
-    assert text_module.split_bounds(20) == (18, 19)
+    assert corpora.split_bounds(100_000_000) == (90_000_000, 95_000_000)
+    assert corpora.split_bounds(20) == (18, 19)
 
 
 def test_text8_rejects_a_file_that_is_not_text8(tmp_path):
@@ -234,7 +235,7 @@ def hf_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(text_module, "HUB_HOST", "hub.invalid")
+    monkeypatch.setattr(corpora, "HUB_HOST", "hub.invalid")
     return tmp_path / "hf"
 
 

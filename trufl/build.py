@@ -11,7 +11,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from torch import nn
 
 from .callbacks import progress_bar
-from .data.text import HubUnavailableError
+from .data.corpora import HubUnavailableError
 from .dequantisers.base import Dequantiser
 from .latent import LatentVariableModel
 from .model import LikelihoodModule

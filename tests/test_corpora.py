@@ -271,6 +271,6 @@ def test_hub_name_not_cached_offline_fails_at_once_naming_dataset_path(tmp_path,
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", offline_flag)
     start = time.time()
-    with pytest.raises(text_module.HubUnavailableError, match=r"offline and not in the datasets cache.*dataset\.path=/path/to/text8"):
+    with pytest.raises(corpora.HubUnavailableError, match=r"offline and not in the datasets cache.*dataset\.path=/path/to/text8"):
         text_module.TextDataModule(corpus="text8", data_dir=str(tmp_path)).setup()
     assert time.time() - start < 5

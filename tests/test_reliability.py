@@ -243,10 +243,11 @@ def test_a_failing_job_keeps_the_others_results_and_its_row_is_marked_failed(tmp
     assert runs["exact"]["status"] == "failed" and key in runs["exact"]["error"]
 
     header, rows = build_table(load(sweep), [key], ["test/nll_bits"])
-    assert header == [key, "seeds", "status", "test/nll_bits"]
-    assert rows[0] == ["exact", "0", "1 failed", "—"]
-    assert rows[1][:3] == ["sampled", "1", "ok"]
-    assert float(rows[1][3]) == pytest.approx(runs["sampled"]["metrics"]["test/nll_bits"], abs=1e-3)
+    assert header == ["configuration", key, "seeds", "status", "test/nll_bits", "overrides"]
+    assert rows[0][:5] == ["shared", "exact", "0", "1 failed", "—"]
+    assert rows[1][:4] == ["shared", "sampled", "1", "ok"]
+    assert float(rows[1][4]) == pytest.approx(runs["sampled"]["metrics"]["test/nll_bits"], abs=1e-3)
+    assert "flow.boundary_gradient=sampled" in rows[1][5] and "flow.location_scale=True" in rows[1][5] and "paths." not in rows[1][5]
     with pytest.raises(UnknownMetricError, match="test/nll_bit:"):
         build_table(load(sweep), [key], ["test/nll_bit"])
 

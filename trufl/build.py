@@ -53,10 +53,7 @@ def build_likelihood(cfg: DictConfig, num_categories: int) -> nn.Module:
 
 def build_model(cfg: DictConfig, num_categories: int) -> LikelihoodModule:
     """The LightningModule for a task with ``num_categories`` categories."""
-    optim = OptimSettings(
-        lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, schedule=cfg.optim.get("schedule", "constant"),
-        warmup_steps=cfg.optim.get("warmup_steps", 0), max_steps=cfg.trainer.get("max_steps"),
-    )
+    optim = OptimSettings(**cfg.optim, max_steps=cfg.trainer.get("max_steps"))
     return LikelihoodModule(
         build_likelihood(cfg, num_categories), build(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
         optim=optim, evaluation=EvalSettings(**cfg.eval), check_finite_every=cfg.check_finite_every,

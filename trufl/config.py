@@ -35,6 +35,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from .configuration import Configuration, run_configuration
 from .config_lightning import LIGHTNING_INJECTED, LIGHTNING_RANGES, registry_choices
 from .settings import Count, NonNegative, NonNegativeInt, Range, Seed, is_injected, members, number_type, plain, range_for
 
@@ -68,6 +69,9 @@ class RunSettings:
     check_finite_every: NonNegativeInt = 0
     task_name: str = "train"
     tags: list[str] | None = None
+    configuration: Configuration | None = None
+    recipe_name: str | None = None
+    experiment_name: str | None = None
 
 
 # -- ranges: declared in the annotations; Lightning's in trufl.config_lightning -----
@@ -247,6 +251,17 @@ def _check_probs(cfg: DictConfig) -> list[str]:
     return []
 
 
+def _check_configuration(cfg: DictConfig) -> list[str]:
+    if cfg.get("recipe_name") and cfg.get("experiment_name"):
+        return [f"recipe={cfg.recipe_name} cannot be combined with experiment={cfg.experiment_name}: a recipe is a whole "
+                "configuration (its task, budget and optimiser); the experiment preset would override them"]
+    try:
+        run_configuration(cfg)
+    except ValueError as err:
+        return [str(err)]
+    return []
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` listing every problem found in ``cfg``."""
     from .optim import OptimSettings
@@ -268,6 +283,7 @@ def validate_config(cfg: DictConfig) -> None:
     for name, node in (cfg.get("callbacks") or {}).items():
         errors += _check_target(f"callbacks.{name}", node) if isinstance(node, DictConfig) else [f"callbacks.{name} must be a config node with a _target_"]
     errors += _check_probs(cfg)
+    errors += _check_configuration(cfg)
     if errors:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
 

@@ -38,6 +38,11 @@ def hydra_choices() -> dict:
     return {}
 
 
+def hydra_overrides() -> list[str]:
+    """The job's command-line overrides (what makes this run this row of a table)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 def write(path: Path, results: dict) -> None:
     path.write_text(json.dumps(results, indent=2, default=_jsonable))
 

@@ -19,6 +19,7 @@ from . import results as res
 from .build import build, build_logger, build_model, build_trainer
 from .callbacks import LastCheckpoint
 from .config import ConfigError, to_container, validate_config
+from .configuration import run_configuration
 from .figures import run_figures
 from .loggers import close_loggers, log_figures, log_results_artifact, log_samples, log_summary
 from .metrics import contract_keys
@@ -124,6 +125,7 @@ def _finished_results(cfg, start, trainer, module, task, metrics) -> dict:
     generation = module.generation
     return {
         "status": "finished",
+        "configuration": run_configuration(cfg),
         "metrics": metrics,
         "not_applicable": list(module.model.not_applicable),
         "log_Z": generation.log_z,
@@ -134,6 +136,7 @@ def _finished_results(cfg, start, trainer, module, task, metrics) -> dict:
         "samples": generation.samples,
         "config": to_container(cfg),
         "choices": res.hydra_choices(),
+        "overrides": res.hydra_overrides(),
         "wall_time_s": time.time() - start,
         "global_step": trainer.global_step,
         **_checkpoints(trainer),
@@ -147,6 +150,7 @@ def _write_stopped(cfg, out: Path, start: float, trainer, status: str, error: Ba
     found = _checkpoints(trainer)
     results = {
         "status": status,
+        "configuration": run_configuration(cfg),
         "error": f"{type(error).__name__}: {error}" if str(error) else type(error).__name__,
         "global_step": trainer.global_step if trainer is not None else 0,
         **found,

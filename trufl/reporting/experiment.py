@@ -36,13 +36,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .formats import latex, markdown, write_csv
+from .formats import latex, markdown, without, write_csv
 from .plot_curves import plot_curves
 from .repository import ROOT
 from .runs import group_value, load, status
 from .spec import read_spec
 from .sweep import recorded_wall_time, run_sweep
-from .tables import UnknownMetricError, build_table
+from .tables import UnknownMetricError, build_table, row_keys
 
 
 def table(spec: dict, runs: Path) -> tuple[list[str], list[list[str]]]:
@@ -51,10 +51,11 @@ def table(spec: dict, runs: Path) -> tuple[list[str], list[list[str]]]:
     sources = [c["source"] for c in columns]
     digits = {c["source"]: c.get("digits", 3) for c in columns}
     header, rows = build_table(load(runs), spec["rows"], sources, widths=spec["widths"], digits=digits)
-    keys = len(spec["rows"]) + 2  # rows, seeds, status
+    group = row_keys(spec["rows"])
+    keys = len(group) + 2  # row keys, seeds, status
     header = header[:keys] + [c["label"] for c in columns] + header[keys + len(columns):]  # then the widths' columns
     for pub in spec["published"]:
-        row = [str(pub.get(k, "")) for k in spec["rows"]] + ["—", "published"]
+        row = [str(pub.get(k, "published" if k == "configuration" else "")) for k in group] + ["—", "published"]
         row += [f"{pub[c['label']]:.{c.get('digits', 3)}f}" if c["label"] in pub else "" for c in columns]
         rows.append(row + [""] * (len(header) - len(row)))
     return header, rows
@@ -63,13 +64,14 @@ def table(spec: dict, runs: Path) -> tuple[list[str], list[list[str]]]:
 def write_table(spec: dict, out: Path, header: list[str], rows: list[list[str]]) -> str:
     """``table.md`` (with the sweep's wall time when recorded), ``table.csv`` and ``table.tex``
     under ``out``; returns the markdown."""
-    text = f"**{spec['title']}**\n\n{markdown(header, rows)}\n"
+    short = without(header, rows, "overrides")  # every row's overrides are in the CSV
+    text = f"**{spec['title']}**\n\n{markdown(*short)}\n"
     wall_time = recorded_wall_time(out)
     if wall_time is not None:  # None: a table made in parts (its sweep.json says why)
         text += f"\nSweep wall time: {wall_time / 60:.1f} min.\n"
     (out / "table.md").write_text(text)
     write_csv(out / "table.csv", header, rows)
-    (out / "table.tex").write_text(latex(header, rows, caption=spec["title"], label=f"tab:{spec['name']}"))
+    (out / "table.tex").write_text(latex(*short, caption=spec["title"], label=f"tab:{spec['name']}"))
     return text
 
 

@@ -6,6 +6,14 @@ import csv
 from pathlib import Path
 
 
+def without(header: list[str], rows: list[list[str]], column: str) -> tuple[list[str], list[list[str]]]:
+    """The table without ``column`` (the long ``overrides`` stay in the CSV only)."""
+    if column not in header:
+        return header, rows
+    i = header.index(column)
+    return header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+
+
 def markdown(header: list[str], rows: list[list[str]]) -> str:
     """A markdown table; a ``|`` inside a cell (``max |mass − p|``) is escaped so it stays one cell."""
     def line(cells: list[str]) -> str:

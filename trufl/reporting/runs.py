@@ -25,7 +25,10 @@ def status(result: dict) -> str:
 
 
 def group_value(result: dict, key: str) -> Any:
-    """A config group's choice (``flow``, ``dataset``: the option's name) or a config value."""
+    """A config group's choice (``flow``, ``dataset``: the option's name), a config value, or
+    the run's ``configuration`` label (runs from before the label were all ``shared``)."""
+    if key == "configuration":
+        return result.get("configuration", "shared")
     if key in result.get("choices", {}):
         return result["choices"][key]
     node = result["config"]

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .formats import markdown, write_csv
+from .formats import markdown, without, write_csv
 from .runs import NOT_APPLICABLE, group_value, load, not_applicable, status, value
 
 IGNORED_KEYS = {"seed", "ckpt_path"}  # what a row averages over, and where a run resumed from
@@ -114,23 +114,41 @@ def width_cells(finished: list[dict]) -> list[str]:
     return [f"{worst:.3f}", " ".join(f"{m:.3f}" for m in mean)]
 
 
+def row_keys(group: list[str]) -> list[str]:
+    """What a row is grouped by: its ``configuration`` first (every table says which
+    configuration each row is), then ``group``."""
+    return ["configuration", *(k for k in group if k != "configuration")]
+
+
+#: overrides that say where a run ran or what it averages over, not what it is
+MACHINE_OVERRIDES = ("seed=", "paths.", "hydra.", "logger=", "trainer.enable_progress_bar=", "num_threads=")
+
+
+def overrides_cell(runs: list[dict]) -> str:
+    """The command-line overrides of a row's runs, seeds and machine paths aside (distinct
+    lists joined by ``|``)."""
+    lists = {" ".join(o for o in r.get("overrides", []) if not o.startswith(MACHINE_OVERRIDES)) for r in runs}
+    return " | ".join(sorted(lists))
+
+
 def build_table(
     results: list[dict], group: list[str], metrics: list[str], widths: bool = False, digits: dict | None = None
 ) -> tuple[list[str], list[list[str]]]:
-    """One row per group: distinct seeds, status, then each metric's mean ± std over the
-    group's finished runs (failed and interrupted runs are counted in ``status``)."""
-    digits = digits or {}
+    """One row per ``configuration`` and group: distinct seeds, status, then each metric's
+    mean ± std over the group's finished runs (failed and interrupted runs are counted in
+    ``status``), then the runs' overrides."""
+    digits, group = digits or {}, row_keys(group)
     check_metrics([r for r in results if status(r) == "finished"], metrics)
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         groups.setdefault(tuple(group_value(r, k) for k in group), []).append(r)
-    header = [*group, "seeds", "status", *metrics] + (WIDTH_COLUMNS if widths else [])
+    header = [*group, "seeds", "status", *metrics] + (WIDTH_COLUMNS if widths else []) + ["overrides"]
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):
         finished = [r for r in runs if status(r) == "finished"]
         warn_about_pooling(", ".join(f"{k}={v}" for k, v in zip(group, key)), runs, finished)
         row = [str(v) for v in key] + [str(seeds(finished)), status_cell(runs), *metric_cells(finished, metrics, digits)]
-        rows.append(row + (width_cells(finished) if widths else []))
+        rows.append(row + (width_cells(finished) if widths else []) + [overrides_cell(runs)])
     return header, rows
 
 
@@ -146,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         header, rows = build_table(load(args.root), args.group, args.metrics, args.widths)
     except UnknownMetricError as err:
         sys.exit(str(err))
-    print(markdown(header, rows))
+    print(markdown(*without(header, rows, "overrides")))
     if args.csv:
         write_csv(args.csv, header, rows)
 

@@ -210,12 +210,19 @@ def all_cases(rng: random.Random) -> list[Case]:
     return cases
 
 
+def case_group(case: Case) -> str:
+    return case.overrides[-1].lstrip("+").split(".")[0].split("=")[0]
+
+
 def stratified(cases: list[Case], per_kind: int, rng: random.Random) -> list[Case]:
-    """Up to ``per_kind`` random cases of each kind (all of a rarer kind)."""
+    """Up to ``per_kind`` random cases of each kind (all of a rarer kind), plus one random
+    case of every group the draw missed (so every group is exercised whatever else is added)."""
     out = []
     for kind in sorted({c.kind for c in cases}):
         pool = [c for c in cases if c.kind == kind]
         out += rng.sample(pool, min(per_kind, len(pool)))
+    for group in sorted({case_group(c) for c in cases} - {case_group(c) for c in out}):
+        out.append(rng.choice([c for c in cases if case_group(c) == group]))
     return out
 
 
@@ -282,7 +289,7 @@ def test_at_least_200_random_bad_overrides_fail_at_composition_naming_the_key(hy
     cases = all_cases(rng)
     sample = stratified(cases, 70, rng)
     kinds = {c.kind for c in sample}
-    groups = {c.overrides[-1].lstrip("+").split(".")[0].split("=")[0] for c in sample}
+    groups = {case_group(c) for c in sample}
     assert len(sample) >= 200 and kinds == {"type", "range", "unknown key", "unknown choice"}, (len(sample), kinds)
     assert set(GROUPS) | {"optim", "eval", "callbacks"} <= groups, groups
     failures = {" ".join(c.overrides): why for c in sample if (why := fails_naming(c)) is not None}

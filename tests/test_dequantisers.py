@@ -33,6 +33,7 @@ FACTORIES = {
     "trufl_locscale": lambda K, D: TruflDequantiser(K, D, location_scale=True),
     "catnf": lambda K, D: CatNFDequantiser(K, D),
     "catnf_flows": lambda K, D: CatNFDequantiser(K, D, num_flows=2, hidden=8),
+    "catnf_embedding": lambda K, D: CatNFDequantiser(K, D, parameterisation="embedding", embed_dim=8),
     "argmax_binary": lambda K, D: ArgmaxDequantiser(2**D),
     "argmax_onehot": lambda K, D: ArgmaxDequantiser(D, variant="onehot") if D >= 2 else None,
     "uniform": lambda K, D: UniformDequantiser(K) if D == 1 else None,

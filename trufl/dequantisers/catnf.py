@@ -59,6 +59,10 @@ class ConditionalAffineCoupling(nn.Module):
         return out, log_s.sum(-1)
 
 
+#: log of the factor that gives a logistic unit variance (CatNF's ε: scale 1/1.81 ≈ √3/π)
+LOG_UNIT_VARIANCE = math.log(1.81)
+
+
 def grid_locations(num_categories: int, dim: int, spread: float) -> Tensor:
     """``[K, D]``: the first K cells (row-major) of a regular grid with ceil(K^(1/D)) levels
     per dimension over ``[-spread, spread]``."""
@@ -89,6 +93,14 @@ class CatNFDequantiser(Dequantiser):
         init_spread: half-width of the initial grid (``init=grid``).
         init_log_scale: initial log-scale of every category (``init=grid``).
         context_dim: width of an optional per-token context shifting loc/log-scale.
+        parameterisation: ``table`` — a location and log-scale per category (above);
+            ``embedding`` — CatNF's reference encoder: a ``embed_dim``-wide embedding of the
+            category and a linear map to a location b and raw scale s per dimension,
+            ``z = (ε + b)·exp(tanh(s))`` with ε a unit-variance logistic (scale 1/1.81), so
+            |log-scale| < 1; the map's scale rows start at zero and its weights are multiplied by
+            4/√D (initial locations with std √(16/(3D)) per dimension, scales 1). ``init``,
+            ``init_*`` and ``max_log_scale`` do not apply to it.
+        embed_dim: width of the category embedding (``parameterisation=embedding``).
     """
 
     @checked("flow")
@@ -104,8 +116,11 @@ class CatNFDequantiser(Dequantiser):
         init: Literal["random", "grid"] = "random",
         init_spread: Positive = 6.0,
         init_log_scale: Annotated[float, Range(-10, 10)] = -2.5,
+        parameterisation: Literal["table", "embedding"] = "table",
+        embed_dim: Count = 64,
     ):
         super().__init__(num_categories, dim, context_dim)
+        self.parameterisation = parameterisation
         if init == "grid" and not abs(init_log_scale) < max_log_scale:
             raise ValueError(f"flow.init_log_scale={init_log_scale} must lie inside (-flow.max_log_scale, flow.max_log_scale) = ±{max_log_scale}")
         self.max_log_scale = max_log_scale
@@ -114,8 +129,17 @@ class CatNFDequantiser(Dequantiser):
             raw = torch.full((num_categories, dim), max_log_scale * math.atanh(init_log_scale / max_log_scale))
         else:
             loc, raw = init_loc_std * torch.randn(num_categories, dim), torch.zeros(num_categories, dim)
-        self.loc = nn.Parameter(loc)
-        self.raw_log_scale = nn.Parameter(raw)
+        if parameterisation == "embedding":
+            self.loc = self.raw_log_scale = None
+            self.category_embedding = nn.Embedding(num_categories, embed_dim)  # N(0, 1)
+            self.encoder_linear = nn.Linear(embed_dim, 2 * dim)
+            with torch.no_grad():
+                self.encoder_linear.weight[dim:].zero_()  # every scale starts at 1
+                self.encoder_linear.weight.mul_(4 / math.sqrt(dim))
+                self.encoder_linear.bias.zero_()
+        else:
+            self.loc = nn.Parameter(loc)
+            self.raw_log_scale = nn.Parameter(raw)
         self.embedding = nn.Parameter(torch.randn(num_categories, hidden) / hidden**0.5) if num_flows else None
         self.flows = nn.ModuleList(
             ConditionalAffineCoupling(dim, hidden, hidden, i % 2, max_log_scale) for i in range(num_flows)
@@ -123,7 +147,13 @@ class CatNFDequantiser(Dequantiser):
         self.context_net = self._context_head(2)
 
     def _loc_scale(self, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Locations and log-scales ``[K, D]`` (``[..., K, D]`` with context)."""
+        """Locations and log-scales ``[K, D]`` (``[..., K, D]`` with context) of the logistic
+        ``z = loc + exp(log_scale)·e``, e standard logistic."""
+        if self.parameterisation == "embedding":
+            b, s = self.encoder_linear(self.category_embedding.weight).chunk(2, dim=-1)
+            b, s = self._shift_by_context(context, b, s)
+            t = torch.tanh(s)  # z = (ε + b)·e^t, ε = e/1.81: location b·e^t, log-scale t − log 1.81
+            return b * t.exp(), t - LOG_UNIT_VARIANCE
         loc, raw = self._shift_by_context(context, self.loc, self.raw_log_scale)
         return loc, bounded(raw, self.max_log_scale)
 

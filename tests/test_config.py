@@ -48,7 +48,7 @@ def test_messages_name_the_declared_type_and_range_of_a_key(make_cfg):
     with pytest.raises(ConfigError) as err:
         validate_config(make_cfg("flow.dim=abc", "flow.init_gap=0.5", "dataset.num_workers=-1"))
     assert str(err.value).split("\n")[1:] == ["  - dataset.num_workers=-1 must be in [0, inf)",
-                                              "  - flow.dim='abc' must be int", "  - flow.init_gap=0.5 must be in [0, 0.5)"]
+                                              "  - flow.dim='abc' must be int | null", "  - flow.init_gap=0.5 must be in [0, 0.5)"]
 
 
 def test_probs_must_sum_to_one(make_cfg):

@@ -242,3 +242,17 @@ def test_committed_results_name_no_path_of_this_machine():
     found = {f"{path.relative_to(ROOT)}: {marker}" for path in RESULTS.rglob("*") if path.is_file()
              for marker in machine if marker.encode() in path.read_bytes()}
     assert sorted(found) == [], "\n".join(sorted(found))
+
+
+def test_an_experiments_blocks_run_as_sweeps_of_their_own(tmp_path, monkeypatch):
+    """A block (e.g. the recipes' paper configuration beside the shared rows) is its own multirun
+    into runs/<block>/, recorded in sweep.json; the extra overrides reach every block."""
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: ran.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    spec = {**read_spec(ROOT / "experiments" / "toy.yaml"), "blocks": {"paper": {"recipe": ["catnf_lm"], "seed": [0, 1]}}}
+    assert run_sweep(spec, tmp_path, False, ["trainer.max_steps=5"], "local", ["x.yaml"]) == 0
+    assert len(ran) == 2 and f"hydra.sweep.dir={tmp_path}/runs" in ran[0] and f"hydra.sweep.dir={tmp_path}/runs/paper" in ran[1]
+    assert "recipe=catnf_lm" in ran[1] and "seed=0,1" in ran[1] and ran[1][-1] == "trainer.max_steps=5"
+    assert not any(a.startswith("flow=") for a in ran[1])  # a block is a whole sweep, not the main one's axes
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert record["block_commands"] == [shown_command(ran[1])]

@@ -262,12 +262,13 @@ def _result(seed: int, recon_weight: float = 1.0, nll: float = 2.0, status: str 
 def test_tables_count_distinct_seeds_and_warn_about_pooled_keys(capsys):
     runs = [_result(0, nll=2.0), _result(1, nll=3.0), _result(1, recon_weight=10.0, nll=5.0), _result(2, status="interrupted")]
     header, rows = build_table(runs, ["flow"], ["test/nll_bits"])
-    assert rows == [["trufl", "2", "3 ok, 1 interrupted", "3.333 ± 1.528"]]  # 3 finished runs, seeds {0, 1}
+    assert rows == [["shared", "trufl", "2", "3 ok, 1 interrupted", "3.333 ± 1.528", ""]]  # 3 finished runs, seeds {0, 1}
     err = capsys.readouterr().err
-    assert "row flow=trufl pools runs that differ in recon_weight [1.0, 10.0]" in err
+    assert "row configuration=shared, flow=trufl pools runs that differ in recon_weight [1.0, 10.0]" in err
     assert "3 finished runs but 2 distinct seeds" in err
     assert "output_dir" not in err and "dirpath" not in err  # a job's own paths are not a swept key
 
     header, rows = build_table(runs, ["flow", "recon_weight"], ["test/nll_bits"])
-    assert rows == [["trufl", "1.0", "2", "2 ok, 1 interrupted", "2.500 ± 0.707"], ["trufl", "10.0", "1", "ok", "5.000"]]
+    assert rows == [["shared", "trufl", "1.0", "2", "2 ok, 1 interrupted", "2.500 ± 0.707", ""],
+                    ["shared", "trufl", "10.0", "1", "ok", "5.000", ""]]
     assert capsys.readouterr().err == ""

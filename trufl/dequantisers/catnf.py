@@ -77,7 +77,7 @@ class CatNFDequantiser(Dequantiser):
 
     Args:
         num_categories: K.
-        dim: D.
+        dim: D (None: 3, CatNF's own for language modelling).
         num_flows: category-conditioned coupling layers after the logistic (0: plain mixture).
         hidden: width of the coupling networks.
         max_log_scale: bound on |log-scale| (tanh-squashed).
@@ -107,7 +107,7 @@ class CatNFDequantiser(Dequantiser):
     def __init__(
         self,
         num_categories: NumCategories,
-        dim: Count = 3,
+        dim: Count | None = None,
         num_flows: NonNegativeInt = 0,
         hidden: Count = 64,
         max_log_scale: Positive = 3.0,
@@ -119,6 +119,7 @@ class CatNFDequantiser(Dequantiser):
         parameterisation: Literal["table", "embedding"] = "table",
         embed_dim: Count = 64,
     ):
+        dim = 3 if dim is None else dim
         super().__init__(num_categories, dim, context_dim)
         self.parameterisation = parameterisation
         if init == "grid" and not abs(init_log_scale) < max_log_scale:

@@ -44,7 +44,7 @@ class TruflDequantiser(Dequantiser):
 
     Args:
         num_categories: K.
-        dim: D, latent dimensions per token.
+        dim: D, latent dimensions per token (None: 1, measured best for TRUFL on text).
         location_scale: learn a per-category elementwise affine flow (μ_k, s_k).
         boundary_gradient: one of ``auto | exact | sampled | none``.
         init_gap: relative gap left between neighbouring boxes at initialisation.
@@ -56,13 +56,14 @@ class TruflDequantiser(Dequantiser):
     def __init__(
         self,
         num_categories: NumCategories,
-        dim: Count = 3,
+        dim: Count | None = None,
         location_scale: bool = False,
         boundary_gradient: BoundaryGradient = "auto",
         init_gap: Annotated[float, Range(0, 0.5, high_open=True)] = 0.01,
         max_log_scale: Positive = 3.0,
         context_dim: ContextDim = 0,
     ):
+        dim = 1 if dim is None else dim
         super().__init__(num_categories, dim, context_dim)
         exact_ok = dim == 1 and not location_scale
         if boundary_gradient == "exact" and not exact_ok:

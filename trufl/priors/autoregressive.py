@@ -24,6 +24,9 @@ What the encoder reads of the previous elements (``inputs``):
   decode(z_<t) only where decoding is exact.) Exact for a deterministic decoder; for a
   stochastic one (CatNF) the tokens read are the decoder's argmax, not x.
 * ``both`` — the two concatenated.
+* ``auto`` — ``decoded`` where the support has boxes (TRUFL, Argmax: decoding is exact or
+  nearly so), else ``both`` (CatNF: its decoder's argmax is often not x, so the latents
+  keep what the tokens lose).
 
 ``order=degree`` visits the elements sorted by their degree in the condition's graph,
 largest first (ties in the given order): a permutation that depends on the graph alone,
@@ -49,7 +52,7 @@ from .elementwise import TransformKind, make_transform
 from .layers import MaskedHead
 from .support_mass import sequential_support_mass
 
-Inputs = Literal["latent", "decoded", "both"]
+Inputs = Literal["latent", "decoded", "both", "auto"]
 Order = Literal["given", "degree"]
 
 
@@ -73,6 +76,8 @@ class AutoregressivePrior(LogisticBaseFlow):
                  num_mixtures: Count = 8, num_flows: Count = 2, head_hidden: Count = 128, head_layers: NonNegativeInt = 2,
                  order: Order = "given"):
         super().__init__(support)
+        if inputs == "auto":
+            inputs = "decoded" if support.num_boxes else "both"
         if inputs != "latent" and not support.num_categories:
             raise ValueError(f"prior.inputs={inputs} embeds decoded tokens: the support must know K")
         dim, self.inputs, self.order = self.dim, inputs, order

@@ -56,11 +56,12 @@ class MixtureTransform(nn.Module):
         return self  # nothing depends on the support
 
     def init_head(self, head: MaskedHead) -> None:
-        """Zero output weights (every token starts at the head's bias) and the components'
-        means spread over [−2, 2] so they differ."""
+        """As the spline's head: small random output weights (nn.Linear's), so the encoder
+        gets a gradient from the first step, and a bias with the components' means spread
+        over [−2, 2] (the rest 0) so the components differ."""
         M = self.cdf.M
         with torch.no_grad():
-            head.out.weight.zero_()
+            head.out.bias.zero_()
             bias = head.out.bias.view(self.dim, self.num_flows, self.cdf.num_params)
             bias[..., M : 2 * M] = torch.linspace(-2, 2, M)
 

@@ -16,11 +16,18 @@ from pathlib import Path
 from .repository import ROOT, shown_command
 
 
-def sweep_overrides(spec: dict, replaced: set[str] = frozenset()) -> list[str]:
-    """``key=a,b,c`` per sweep axis (a scalar is a fixed override), except the
-    axes in ``replaced`` (given again on the command line)."""
+def sweeps(spec: dict) -> list[tuple[str, dict]]:
+    """The file's multiruns: ``sweep`` (its runs under ``runs/``) and each of ``blocks``
+    (under ``runs/<block>/``): a block is a whole sweep of its own, e.g. the baselines'
+    recipes (``configuration=paper``) beside the shared rows."""
+    return [("", spec["sweep"]), *(spec.get("blocks") or {}).items()]
+
+
+def sweep_overrides(spec: dict, replaced: set[str] = frozenset(), sweep: dict | None = None) -> list[str]:
+    """``key=a,b,c`` per axis of ``sweep`` (default: the file's ``sweep``; a scalar is a
+    fixed override), except the axes in ``replaced`` (given again on the command line)."""
     out = []
-    for key, values in spec["sweep"].items():
+    for key, values in (spec["sweep"] if sweep is None else sweep).items():
         if key in replaced:
             continue
         values = values if isinstance(values, list) else [values]
@@ -28,34 +35,39 @@ def sweep_overrides(spec: dict, replaced: set[str] = frozenset()) -> list[str]:
     return out
 
 
-def sweep_command(spec: dict, runs: Path, tiny: bool, extra: list[str], launcher: str = "local") -> list[str]:
-    """The multirun command on ``launcher`` (a conf/hydra/launcher option); an extra
-    override of a sweep axis (``seed=0,1,2``) replaces the file's values for it."""
+def sweep_command(spec: dict, runs: Path, tiny: bool, extra: list[str], launcher: str = "local",
+                  sweep: dict | None = None) -> list[str]:
+    """The multirun command of ``sweep`` (default: the file's ``sweep``) on ``launcher`` (a
+    conf/hydra/launcher option); an extra override of a sweep axis (``seed=0,1,2``)
+    replaces the file's values for it."""
     if not (ROOT / "conf" / "hydra" / "launcher" / f"{launcher}.yaml").is_file():
         sys.exit(f"--launcher {launcher}: no conf/hydra/launcher/{launcher}.yaml")
     replaced = {o.split("=", 1)[0].lstrip("+~") for o in extra if "=" in o}
     return [
         sys.executable, str(ROOT / "train.py"), "-m", f"hydra/launcher={launcher}", f"hydra.sweep.dir={runs}",
-        *sweep_overrides(spec, replaced), *(spec["tiny"] if tiny else []), *extra,
+        *sweep_overrides(spec, replaced, sweep), *(spec["tiny"] if tiny else []), *extra,
     ]
 
 
 def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher: str, argv: list[str]) -> int:
-    """Run the sweep into ``<out>/runs``; ``<out>/sweep.json`` records it, ``argv`` (the
-    experiment's own arguments) as the command that reproduces it. Returns its exit code."""
-    cmd = sweep_command(spec, out / "runs", tiny, overrides, launcher)
+    """Run the sweeps (:func:`sweeps`) into ``<out>/runs``; ``<out>/sweep.json`` records them,
+    ``argv`` (the experiment's own arguments) as the command that reproduces it. Returns the
+    worst exit code."""
     out.mkdir(parents=True, exist_ok=True)
-    print("$", shlex.join(cmd), flush=True)
-    start = time.time()
-    done = subprocess.run(cmd, cwd=ROOT, env=os.environ.copy())
+    start, commands, codes = time.time(), [], []
+    for name, sweep in sweeps(spec):
+        cmd = sweep_command(spec, out / "runs" / name if name else out / "runs", tiny, overrides, launcher, sweep)
+        print("$", shlex.join(cmd), flush=True)
+        codes.append(subprocess.run(cmd, cwd=ROOT, env=os.environ.copy()).returncode)
+        commands.append(shown_command(cmd))
     record = {
         "reproduce": shown_command(["python", "scripts/experiment.py", *argv]),
-        "command": shown_command(cmd), "launcher": launcher, "tiny": tiny,
-        "wall_time_s": round(time.time() - start, 1), "returncode": done.returncode,
+        "command": commands[0], **({"block_commands": commands[1:]} if len(commands) > 1 else {}),
+        "launcher": launcher, "tiny": tiny, "wall_time_s": round(time.time() - start, 1), "returncode": next((c for c in codes if c), 0),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
     }
     (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
-    return done.returncode
+    return next((c for c in codes if c), 0)
 
 
 def recorded_wall_time(out: Path) -> float | None:

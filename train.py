@@ -9,7 +9,7 @@ def main(cfg: DictConfig) -> float:
     from trufl.run import run  # imported here so --help and tab completion stay fast
 
     metrics = run(cfg)
-    return metrics.get("val/nll_bits", float("nan"))  # what sweepers optimise
+    return metrics.get(cfg.get("optimized_metric", "val/nll_bits"), float("nan"))  # what sweepers optimise
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class RunSettings:
     configuration: Configuration | None = None
     recipe_name: str | None = None
     experiment_name: str | None = None
+    optimized_metric: str = "val/nll_bits"
 
 
 # -- ranges: declared in the annotations; Lightning's in trufl.config_lightning -----

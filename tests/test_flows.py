@@ -13,6 +13,7 @@ import torch
 
 from trufl.support import Support
 
+from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser
 from trufl.dequantisers.catnf import ConditionalAffineCoupling
 from trufl.condition import Condition
 from trufl.priors import GraphCouplingPrior, GridCouplingPrior, SetCouplingPrior, StandardLogisticPrior
@@ -105,6 +106,10 @@ CASES = {
     "prior_ar_transformer_degree_order": lambda: prior_case(
         ar_prior(2, "transformer", hidden=16, num_layers=1, heads=2, head_hidden=16, num_mixtures=3, positions="degree",
                  relations="adjacency", order="degree"), (1, 5, 2), COUPLING_STD, Condition(adjacency=GRAPH)),
+    "prior_support_matched_catnf": lambda: prior_case(ar_prior(2, support=CatNFDequantiser(4, 2).double().support(),
+                                                                transform="support", hidden=16, head_hidden=16), (1, 4, 2)),
+    "prior_support_matched_argmax": lambda: prior_case(ar_prior(2, support=ArgmaxDequantiser(4).double().support(),
+                                                                 transform="support", hidden=16, head_hidden=16), (1, 4, 2)),
     "prior_set_coupling": lambda: prior_case(SetCouplingPrior(Support.unbound(3), **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
     "prior_set_coupling_mix_dims": lambda: prior_case(SetCouplingPrior(Support.unbound(3), mix_dims=True, **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
     "prior_graph_coupling": graph_prior,

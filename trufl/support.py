@@ -43,6 +43,9 @@ class Support:
     decode_step_fn: one token ``z_t [n, D]`` and the state of the previous ones → its
         categories ``[n]`` and the next state (``state = None`` at t = 0).
     known: ``(z, decode(z))`` already computed for one tensor z (see :meth:`knowing`).
+    conditionals_fn: where q(z|k) factorises over dimensions (context-free): ``z [..., D] ->
+        (log_pdf, log_cdf, log_sf)``, each ``[..., K, D]``, the log density, CDF and survival
+        function of q(z_d|k) at z_d; None otherwise. The support-matched prior is built from it.
     """
 
     num_categories: int
@@ -54,6 +57,7 @@ class Support:
     fixed: bool = True
     boxes_fn: Callable[[], Boxes] | None = None
     known: tuple[Tensor, Tensor] | None = None
+    conditionals_fn: Callable[[Tensor], tuple[Tensor, Tensor, Tensor]] | None = None
 
     @classmethod
     def unbound(cls, dim: int, num_categories: int = 0) -> Support:

@@ -114,6 +114,26 @@ class ArgmaxDequantiser(Dequantiser):
         zero = torch.zeros_like(self.signs)
         return torch.where(self.signs > 0, zero, -inf), torch.where(self.signs > 0, inf, zero)
 
+    @property
+    def _factorised(self) -> bool:  # binary: each dimension is one bit's half-line
+        return self.variant == "binary" and self.context_net is None
+
+    def _conditionals(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """z_d = s·softplus(u), u ~ N(μ, σ), s = ±1 category k's bit: on its half-line the CDF is
+        Φ((softplus⁻¹(|z|) − μ)/σ) (s = +1) or its complement (s = −1)."""
+        mean, log_std = self._gaussian(None)  # [K, D]
+        zk = z.unsqueeze(-2)
+        u = inverse_softplus(zk.abs().clamp_min(F.softplus(torch.tensor(softplus_floor(z.dtype))).item()))
+        t = (u - mean) * torch.exp(-log_std)
+        own_side = (zk * self.signs) > 0
+        log_pdf = torch.where(own_side, gaussian_log_pdf(u, mean, log_std) - F.logsigmoid(u), NEG_INF)
+        low, high = torch.special.log_ndtr(t), torch.special.log_ndtr(-t)  # P(|z| below / above)
+        zero, neg_inf = torch.zeros_like(t), torch.full_like(t, NEG_INF)
+        positive = self.signs > 0
+        log_cdf = torch.where(positive, torch.where(zk > 0, low, neg_inf), torch.where(zk < 0, high, zero))
+        log_sf = torch.where(positive, torch.where(zk > 0, high, zero), torch.where(zk < 0, low, neg_inf))
+        return log_pdf, log_cdf, log_sf
+
     def log_prob_all(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         mean, log_std = self._gaussian(context)  # [(...), K, D]
         K = self.num_categories

@@ -98,7 +98,8 @@ class Dequantiser(nn.Module):
             decode, step = causal, causal.step
         return Support(self.num_categories, self.dim, decode, step, num_boxes=0 if boxes is None else boxes[0].shape[0],
                        uniform=self._uniform_on_boxes, fixed=context is None,
-                       boxes_fn=self._support_boxes if boxes is not None else None)
+                       boxes_fn=self._support_boxes if boxes is not None else None,
+                       conditionals_fn=self._conditionals if self._factorised else None)
 
     #: q(z|k) is uniform on box k in the logistic's CDF coordinates σ(z) (TRUFL without a
     #: location-scale flow): a prior then needs no shape inside a box, only its mass
@@ -108,6 +109,16 @@ class Dequantiser(nn.Module):
         """The support of q(z) as a union of boxes ``lo, hi [K, D]`` in z-space
         (context-free parameters), or ``None`` when it is all of R^D."""
         return None
+
+    @property
+    def _factorised(self) -> bool:
+        """q(z|k) is a product over dimensions of known conditionals (:meth:`_conditionals`)."""
+        return False
+
+    def _conditionals(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Per dimension, for every category: ``log q(z_d|k)``, ``log P(Z_d <= z_d|k)`` and
+        ``log P(Z_d > z_d|k)``, each ``[..., K, D]`` for ``z [..., D]`` (context-free)."""
+        raise NotImplementedError
 
     def _decode_step(self, z_t: Tensor, state=None) -> tuple[Tensor, None]:
         return self.decode(z_t), None

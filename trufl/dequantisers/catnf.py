@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ..distributions import bounded, logistic_log_pdf, sample_uniform
 from ..settings import Count, NonNegative, NonNegativeInt, Positive, Range, checked
@@ -179,6 +180,15 @@ class CatNFDequantiser(Dequantiser):
             log_q = log_q - log_det
         e = (y - loc) * torch.exp(-log_s)
         return log_q + (logistic_log_pdf(e) - log_s).sum(-1)
+
+    @property
+    def _factorised(self) -> bool:  # the linear flows and a context couple the dimensions
+        return not self.flows and self.context_net is None
+
+    def _conditionals(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        loc, log_s = self._loc_scale(None)
+        t = (z.unsqueeze(-2) - loc) * torch.exp(-log_s)
+        return logistic_log_pdf(t) - log_s, F.logsigmoid(t), F.logsigmoid(-t)
 
     def summary(self) -> dict:
         loc, log_s = self._loc_scale(None)

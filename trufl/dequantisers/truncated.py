@@ -137,6 +137,22 @@ class TruflDequantiser(Dequantiser):
         return sampled + (surrogate - surrogate.detach())
 
     @property
+    def _factorised(self) -> bool:
+        return self.context_net is None
+
+    def _conditionals(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        box = self.boxes()
+        log_d, member = box.per_dim(z, self.location_scale)
+        zk = z.unsqueeze(-2)
+        e = (zk - box.loc) * torch.exp(-box.log_s)
+        # in the box's CDF coordinate: below = (σ(e) − a)/w, above = (b − σ(e))/w, each clamped to [0, 1];
+        # above from σ(−e) and the right gap so that 1 − v does not cancel near the top
+        right_gap = 1 - box.b
+        below = ((torch.sigmoid(e) - box.a) * torch.exp(-box.log_w)).clamp(0, 1)
+        above = ((torch.sigmoid(-e) - right_gap) * torch.exp(-box.log_w)).clamp(0, 1)
+        return torch.where(member, log_d, NEG_INF), torch.log(below), torch.log(above)
+
+    @property
     def _uniform_on_boxes(self) -> bool:
         return not self.location_scale
 

@@ -51,6 +51,14 @@ class UniformDequantiser(Dequantiser):
         inside = (z >= self.lower) & (z < self.lower + self.width)  # [..., K] (z is [..., 1])
         return torch.where(inside, torch.full_like(inside, -math.log(self.width), dtype=z.dtype), NEG_INF)
 
+    _factorised = True
+
+    def _conditionals(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        offset = (z - self.lower) / self.width  # [..., K] (z is [..., 1]): position in each interval
+        inside = (offset >= 0) & (offset < 1)
+        log_pdf = torch.where(inside, torch.full_like(offset, -math.log(self.width)), NEG_INF)
+        return log_pdf[..., None], torch.log(offset.clamp(0, 1))[..., None], torch.log((1 - offset).clamp(0, 1))[..., None]
+
     def _support_boxes(self) -> tuple[Tensor, Tensor]:
         return self.lower[:, None], (self.lower + self.width)[:, None]
 

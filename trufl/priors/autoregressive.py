@@ -146,6 +146,8 @@ class AutoregressivePrior(LogisticBaseFlow):
     def invert_token(self, h: Tensor, e_t: Tensor, now) -> Tensor:
         """One token's y ``[n, D]`` from its encoder output ``h [n, H]`` and base ``e_t [n, D]``,
         dimension by dimension (the masked head sees the dimensions already inverted)."""
+        if getattr(now, "inverts_tokens", False):  # its later dimensions' weights follow from the earlier ones
+            return now.inverse_token(e_t, self.head(h, now.features(torch.zeros_like(e_t))))
         y = torch.zeros_like(e_t)
         for d in range(self.dim):
             v = now.inverse_dim(e_t[:, d], self.head(h, now.features(y))[:, d], d)

@@ -51,16 +51,11 @@ from .elementwise import HeadFeatures, HeadInit, ScaleBounds, TransformKind, mak
 from .encoders import Dropout
 from .layers import MaskedHead
 from .support_mass import sequential_support_mass
-from .token_inputs import LatentEmbedding, PositionEmbedding, drop_tokens
+from .token_inputs import LatentEmbedding, PositionEmbedding, drop_tokens, shifted
 
 Inputs = Literal["latent", "decoded", "both"]
 Order = Literal["given", "degree"]
 Base = Literal["logistic", "unit_logistic", "gaussian"]
-
-
-def _shifted(x: Tensor) -> Tensor:
-    """``x [B, T, F]`` one position later, zeros first: what position t reads of token t − 1."""
-    return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
 
 
 class AutoregressivePrior(LogisticBaseFlow):
@@ -77,14 +72,10 @@ class AutoregressivePrior(LogisticBaseFlow):
     order: ``given | degree`` (module docstring).
 
     Options of CatNF's reference prior (defaults: off, this repository's prior):
-    actnorm, head_features, scale_bounds, head_init: the mixture's
-        (:class:`~trufl.priors.elementwise.MixtureTransform`).
-    head_feature_embed, head_blocks: > 0 embeds each earlier dimension's features to this width
-        first; dimension d's output reads only its own block of hidden units
-        (:class:`~trufl.priors.layers.MaskedHead`).
+    actnorm, head_features, scale_bounds, head_init: the mixture's (``elementwise.MixtureTransform``).
+    head_feature_embed, head_blocks: the head's (``feature_embed``, ``blocks``: ``layers.MaskedHead``).
     latent_embed, latent_embed_hidden: > 0 reads the latents through a GELU MLP of these
-        widths (:class:`~trufl.priors.token_inputs.LatentEmbedding`); the first position then
-        reads zeros, not a learned start.
+        widths (``token_inputs.LatentEmbedding``); the first position then reads zeros.
     input_dropout: whole token inputs zeroed with this probability in training, not rescaled.
     time_embed, time_max_length: > 0 adds a learned embedding of [t, T − 1 − t] of this width for
         sequences of up to ``time_max_length`` (as the token input: of the previous position).
@@ -97,9 +88,9 @@ class AutoregressivePrior(LogisticBaseFlow):
                  embed_dim: Count = 64, transform: TransformKind = "auto", num_bins: Count | None = None,
                  num_mixtures: Count = 8, num_flows: Count = 2, head_hidden: Count = 128, head_layers: NonNegativeInt = 2,
                  order: Order = "given", actnorm: bool = True, head_features: HeadFeatures = "plain",
-                 scale_bounds: ScaleBounds = "fixed", head_init: HeadInit = "spread", head_feature_embed: NonNegativeInt = 0, head_blocks: bool = False,
-                 latent_embed: NonNegativeInt = 0, latent_embed_hidden: Count = 128, input_dropout: Dropout = 0.0,
-                 time_embed: NonNegativeInt = 0, time_max_length: Count = 128, base: Base = "logistic"):
+                 scale_bounds: ScaleBounds = "fixed", head_init: HeadInit = "spread", head_feature_embed: NonNegativeInt = 0,
+                 head_blocks: bool = False, latent_embed: NonNegativeInt = 0, latent_embed_hidden: Count = 128,
+                 input_dropout: Dropout = 0.0, time_embed: NonNegativeInt = 0, time_max_length: Count = 128, base: Base = "logistic"):
         super().__init__(support)
         if inputs != "latent" and not support.num_categories:
             raise ValueError(f"prior.inputs={inputs} embeds decoded tokens: the support must know K")
@@ -148,7 +139,7 @@ class AutoregressivePrior(LogisticBaseFlow):
         if self.start is not None:
             parts.append(torch.cat([self.start.expand(B, 1, -1).to(y.dtype), y[:, :-1]], dim=1))
         if self.latent_embed is not None:
-            parts.append(_shifted(self.latent_embed(y)))
+            parts.append(shifted(self.latent_embed(y)))
         if ids is not None:
             begin = torch.full_like(ids[:, :1], self.begin)
             parts.append(self.embed(torch.cat([begin, ids[:, :-1]], dim=1)).to(y.dtype))
@@ -156,7 +147,7 @@ class AutoregressivePrior(LogisticBaseFlow):
         if self.time is None:
             return x
         lengths = torch.as_tensor(T if lengths is None else lengths, device=y.device).expand(B)
-        return torch.cat([x, _shifted(self.time(torch.arange(T, device=y.device), lengths).to(y.dtype))], dim=-1)
+        return torch.cat([x, shifted(self.time(torch.arange(T, device=y.device), lengths).to(y.dtype))], dim=-1)
 
     def _step_input(self, y_prev: Tensor | None, ids_prev: Tensor | None, n: int, dtype, t: int = 0,
                     length: int | None = None) -> Tensor:

@@ -23,6 +23,11 @@ class LatentEmbedding(nn.Sequential):
         self.width = width
 
 
+def shifted(x: Tensor) -> Tensor:
+    """``x [B, T, F]`` one position later, zeros first: what position t reads of token t − 1."""
+    return torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+
+
 def drop_tokens(x: Tensor, p: float, training: bool) -> Tensor:
     """``x [B, T, F]`` with whole positions zeroed with probability ``p`` (training only; not
     rescaled, so evaluation sees the same scale of inputs as the kept ones in training)."""

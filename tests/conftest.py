@@ -78,7 +78,7 @@ def ar_prior(dim: int, encoder: str = "lstm", support=None, inputs: str = "laten
     from trufl.priors import AutoregressivePrior, CausalTransformerEncoder, LSTMEncoder
     from trufl.support import Support
 
-    names = {"hidden", "num_layers", "heads", "positions", "relations", "max_length", "dropout", "side", "box"}
+    names = {"hidden", "num_layers", "heads", "positions", "relations", "max_length", "dropout", "side", "box", "out_layer"}
     enc_kw = {k: kw.pop(k) for k in list(kw) if k in names}
     enc = partial(LSTMEncoder if encoder == "lstm" else CausalTransformerEncoder, **enc_kw)
     return AutoregressivePrior(support or Support.unbound(dim), enc, inputs=inputs, transform=transform, **kw)

@@ -86,6 +86,9 @@ def prior_case(prior, shape, std: float = 0.3, condition: Condition | None = Non
     return forward, lambda e: prior.inverse(e, None, condition), torch.randn(*shape, dtype=torch.float64)
 
 
+REFERENCE = dict(hidden=16, out_layer=8, num_flows=1, num_mixtures=4, head_features="elu", head_feature_embed=4,
+                 head_hidden=12, head_layers=1, head_blocks=True, head_init="default", scale_bounds="learned", latent_embed=6,
+                 latent_embed_hidden=8, input_dropout=0.25, time_embed=3, time_max_length=8)
 GRAPH = torch.tensor([[[0, 1, 1, 0, 0], [1, 0, 1, 0, 1], [1, 1, 0, 1, 0], [0, 0, 1, 0, 1], [0, 1, 0, 1, 0]]]).bool()
 
 
@@ -103,6 +106,9 @@ CASES = {
     "prior_ar_lstm": lambda: prior_case(ar_prior(3, hidden=16, head_hidden=16, num_mixtures=4), (1, 4, 3)),
     "prior_ar_lstm_spline": lambda: prior_case(ar_prior(2, hidden=16, head_hidden=16, transform="spline", num_bins=6), (1, 4, 2)),
     "prior_ar_lstm_linear_head": lambda: prior_case(ar_prior(3, hidden=16, head_hidden=8, head_layers=0, transform="spline", num_bins=6), (1, 4, 3)),
+    # CatNF's reference conditioner (every option on) and Argmax flows' copy (no ActNorm, learned Gaussian base)
+    "prior_ar_lstm_catnf_reference": lambda: prior_case(ar_prior(3, **REFERENCE, base="unit_logistic"), (1, 4, 3)),
+    "prior_ar_lstm_argmax_reference": lambda: prior_case(ar_prior(3, **REFERENCE, actnorm=False, base="gaussian"), (1, 4, 3)),
     "prior_ar_transformer_degree_order": lambda: prior_case(
         ar_prior(2, "transformer", hidden=16, num_layers=1, heads=2, head_hidden=16, num_mixtures=3, positions="degree",
                  relations="adjacency", order="degree"), (1, 5, 2), COUPLING_STD, Condition(adjacency=GRAPH)),

@@ -8,6 +8,13 @@
   ``z_i = v_x − softplus(v_x − v_i)`` for i ≠ x, so ``argmax z = x``.
 
 Supports are disjoint, so the Bayes decoder is exact: ``log p(x|z) = 0``.
+
+``encoder=bilstm`` (the reference's text encoder): μ and σ of token t come from a
+bidirectional LSTM over the whole sequence x (:class:`SequenceEncoder`), not from a
+table per category. q(z|x) may read all of x, later tokens too, because decoding never
+needs it: z's orthants are disjoint, so x = decode(z) token by token without any
+context, and ``log q(z_t | x)`` for z's own category is computed from the sequence
+decode(z) (every other category's is −inf).
 """
 
 from __future__ import annotations
@@ -36,8 +43,26 @@ def required_dim(num_categories: int, variant: str) -> int:
     return max(1, math.ceil(math.log2(num_categories))) if variant == "binary" else num_categories
 
 
+class SequenceEncoder(nn.Module):
+    """Argmax flows' context encoder: embedding → bidirectional LSTM over the whole sequence →
+    linear map to a ``context``-wide feature per token → per token a mean and a raw
+    log-std per dimension. ``x [B, T]`` → two ``[B, T, D]``."""
+
+    def __init__(self, num_categories: int, dim: int, hidden: int, num_layers: int, context: int):
+        super().__init__()
+        self.embed = nn.Embedding(num_categories, hidden)
+        self.lstm = nn.LSTM(hidden, hidden, num_layers, batch_first=True, bidirectional=True)
+        self.context = nn.Linear(2 * hidden, context)
+        self.out = nn.Linear(context, 2 * dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if x.dim() != 2:
+            raise ValueError(f"flow.encoder=bilstm reads whole sequences [B, T], got a tensor of shape {tuple(x.shape)}")
+        return self.out(self.context(self.lstm(self.embed(x.long()))[0])).chunk(2, dim=-1)
+
+
 class ArgmaxDequantiser(Dequantiser):
-    """Argmax-flow dequantiser with a Gaussian base per category.
+    """Argmax-flow dequantiser with a Gaussian base per category (or per token of a sequence).
 
     Args:
         num_categories: K.
@@ -45,6 +70,10 @@ class ArgmaxDequantiser(Dequantiser):
         variant: ``binary`` or ``onehot``.
         max_log_scale: bound on |log σ|.
         context_dim: width of an optional per-token context shifting μ and log σ.
+        encoder: ``table`` (μ, σ per category) or ``bilstm`` (module docstring; x and z are then
+            ``[B, T]`` and ``[B, T, D]``).
+        encoder_hidden, encoder_layers, encoder_context: ``bilstm``'s width, layers and
+            per-token context width.
     """
 
     @checked("flow")
@@ -55,6 +84,10 @@ class ArgmaxDequantiser(Dequantiser):
         variant: Variant = "binary",
         max_log_scale: Positive = 3.0,
         context_dim: ContextDim = 0,
+        encoder: Literal["table", "bilstm"] = "table",
+        encoder_hidden: Count = 512,
+        encoder_layers: Count = 1,
+        encoder_context: Count = 128,
     ):
         need = required_dim(num_categories, variant)
         if dim is not None and dim != need:
@@ -62,23 +95,38 @@ class ArgmaxDequantiser(Dequantiser):
                 f"flow.dim={dim} but argmax/{variant} with K={num_categories} needs dim={need}; "
                 "leave flow.dim=null to derive it"
             )
+        if encoder == "bilstm" and context_dim:
+            raise ValueError("flow.encoder=bilstm reads the whole sequence already: use context=none")
         super().__init__(num_categories, need, context_dim)
         self.variant = variant
         self.max_log_scale = max_log_scale
-        self.mean = nn.Parameter(torch.zeros(num_categories, need))
-        self.raw_log_std = nn.Parameter(torch.zeros(num_categories, need))
+        if encoder == "bilstm":
+            self.mean = self.raw_log_std = None
+            self.sequence_encoder = SequenceEncoder(num_categories, need, encoder_hidden, encoder_layers, encoder_context)
+        else:
+            self.mean = nn.Parameter(torch.zeros(num_categories, need))
+            self.raw_log_std = nn.Parameter(torch.zeros(num_categories, need))
+            self.sequence_encoder = None
         k = torch.arange(num_categories)
         if variant == "binary":
             bits = torch.stack([(k >> d) & 1 for d in range(need)], dim=-1)
             self.register_buffer("signs", (2 * bits - 1).float())  # [K, D]
         self.context_net = self._context_head(2)
 
-    def _gaussian(self, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _gaussian(self, context: Tensor | None, tokens: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """μ and log σ: ``[K, D]`` per category, or with ``encoder=bilstm`` ``[B, T, 1, D]`` per token of
+        the sequences ``tokens [B, T]`` (the same for every category)."""
+        if self.sequence_encoder is not None:
+            mean, raw = self.sequence_encoder(tokens)
+            return mean.unsqueeze(-2), bounded(raw, self.max_log_scale).unsqueeze(-2)
         mean, raw = self._shift_by_context(context, self.mean, self.raw_log_std)
         return mean, bounded(raw, self.max_log_scale)
 
     def sample(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        mean, log_std = (select_rows(t, x) for t in self._gaussian(context))
+        if self.sequence_encoder is not None:
+            mean, log_std = (t.squeeze(-2) for t in self._gaussian(None, x))
+        else:
+            mean, log_std = (select_rows(t, x) for t in self._gaussian(context))
         u = mean + log_std.exp() * torch.randn_like(mean)
         if self.variant == "binary":
             # softplus(u) underflows to 0 (a face of every orthant: outside x's support) for
@@ -116,7 +164,7 @@ class ArgmaxDequantiser(Dequantiser):
 
     @property
     def _factorised(self) -> bool:  # binary: each dimension is one bit's half-line
-        return self.variant == "binary" and self.context_net is None
+        return self.variant == "binary" and self.context_net is None and self.sequence_encoder is None
 
     def _conditionals(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """z_d = s·softplus(u), u ~ N(μ, σ), s = ±1 category k's bit: on its half-line the CDF is
@@ -134,10 +182,24 @@ class ArgmaxDequantiser(Dequantiser):
         log_sf = torch.where(positive, torch.where(zk > 0, high, zero), torch.where(zk < 0, low, neg_inf))
         return log_pdf, log_cdf, log_sf
 
+    def _own(self, z: Tensor) -> Tensor:
+        """``[..., K]``: True at the category whose region holds z (nowhere for an unused code)."""
+        K, code = self.num_categories, self.code(z)
+        return F.one_hot(code.clamp_max(K - 1), K).bool() & (code < K).unsqueeze(-1)
+
+    def decoder_log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """With ``encoder=bilstm``: 0 at z's own category and −inf elsewhere, read from the code
+        alone (q(z|x) > 0 on x's whole region, so this is the Bayes posterior; no second
+        pass of the sequence encoder)."""
+        if self.sequence_encoder is None:
+            return super().decoder_log_prob(z, context)
+        return torch.where(self._own(z), 0.0, NEG_INF).to(z.dtype)
+
     def log_prob_all(self, z: Tensor, context: Tensor | None = None) -> Tensor:
-        mean, log_std = self._gaussian(context)  # [(...), K, D]
         K = self.num_categories
-        own = F.one_hot(self.code(z).clamp_max(K - 1), K).bool() & (self.code(z) < K).unsqueeze(-1)  # [..., K]
+        # bilstm: the sequence z decodes to (a token outside every support, whose row is -inf, read as K - 1)
+        mean, log_std = self._gaussian(context, self.code(z).clamp_max(K - 1) if self.sequence_encoder is not None else None)
+        own = self._own(z)
         zk = z.unsqueeze(-2)  # [..., 1, D]
         if self.variant == "binary":
             u = inverse_softplus(zk.abs().clamp_min(F.softplus(torch.tensor(softplus_floor(z.dtype))).item()))

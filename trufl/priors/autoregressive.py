@@ -39,21 +39,26 @@ never re-running the sequence per element (the O(T²) reference is
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..condition import Condition, adjacency_of
+from ..distributions import LOG_UNIT_VARIANCE, gaussian_log_pdf
 from ..settings import Count, Injected, NonNegativeInt, checked
 from ..support import Support
 from .base import LogisticBaseFlow
-from .elementwise import TransformKind, make_transform
+from .elementwise import HeadFeatures, HeadInit, ScaleBounds, TransformKind, make_transform
+from .encoders import Dropout
 from .layers import MaskedHead
 from .support_mass import sequential_support_mass
+from .token_inputs import LatentEmbedding, PositionEmbedding, drop_tokens, shifted
 
 Inputs = Literal["latent", "decoded", "both", "auto"]
 Order = Literal["given", "degree"]
+Base = Literal["logistic", "unit_logistic", "gaussian"]
 
 
 class AutoregressivePrior(LogisticBaseFlow):
@@ -68,29 +73,53 @@ class AutoregressivePrior(LogisticBaseFlow):
     num_mixtures, num_flows: mixture components per CDF layer, CDF layers per dimension.
     head_hidden, head_layers: the masked head's width and hidden layers (0: a linear readout).
     order: ``given | degree`` (module docstring).
+
+    Options of CatNF's reference prior (defaults: off, this repository's prior):
+    actnorm, head_features, scale_bounds, head_init: the mixture's (``elementwise.MixtureTransform``).
+    head_feature_embed, head_blocks: the head's (``feature_embed``, ``blocks``: ``layers.MaskedHead``).
+    latent_embed, latent_embed_hidden: > 0 reads the latents through a GELU MLP of these
+        widths (``token_inputs.LatentEmbedding``); the first position then reads zeros.
+    input_dropout: whole token inputs zeroed with this probability in training, not rescaled.
+    time_embed, time_max_length: > 0 adds a learned embedding of [t, T − 1 − t] of this width for
+        sequences of up to ``time_max_length`` (as the token input: of the previous position).
+    base: ``logistic`` (standard), ``unit_logistic`` (of unit variance, scale 1/1.81: CatNF's)
+        or ``gaussian`` (learned, a mean and log-scale per dimension from N(0, 1): Argmax flows').
     """
 
     @checked("prior")
     def __init__(self, support: Injected[Support], encoder: Callable[[int], nn.Module], inputs: Inputs = "decoded",
                  embed_dim: Count = 64, transform: TransformKind = "auto", num_bins: Count | None = None,
                  num_mixtures: Count = 8, num_flows: Count = 2, head_hidden: Count = 128, head_layers: NonNegativeInt = 2,
-                 order: Order = "given"):
+                 order: Order = "given", actnorm: bool = True, head_features: HeadFeatures = "plain",
+                 scale_bounds: ScaleBounds = "fixed", head_init: HeadInit = "spread", head_feature_embed: NonNegativeInt = 0,
+                 head_blocks: bool = False, latent_embed: NonNegativeInt = 0, latent_embed_hidden: Count = 128,
+                 input_dropout: Dropout = 0.0, time_embed: NonNegativeInt = 0, time_max_length: Count = 128, base: Base = "logistic"):
         super().__init__(support)
         if inputs == "auto":
             inputs = "decoded" if support.num_boxes else "both"
         if inputs != "latent" and not support.num_categories:
             raise ValueError(f"prior.inputs={inputs} embeds decoded tokens: the support must know K")
-        dim, self.inputs, self.order = self.dim, inputs, order
-        self.transform = make_transform(transform, support, num_bins, num_mixtures, num_flows)
-        self.start = nn.Parameter(torch.zeros(1, 1, dim)) if inputs != "decoded" else None
-        self.encoder = encoder((dim if inputs != "decoded" else 0) + (embed_dim if inputs != "latent" else 0))
+        if latent_embed and inputs == "decoded":
+            raise ValueError("prior.latent_embed embeds the latents: it needs prior.inputs=latent|both")
+        dim, self.inputs, self.order, self.input_dropout = self.dim, inputs, order, input_dropout
+        self.transform = make_transform(transform, support, num_bins, num_mixtures, num_flows, actnorm=actnorm,
+                                        features=head_features, scale_bounds=scale_bounds, head_init=head_init)
+        self.start = nn.Parameter(torch.zeros(1, 1, dim)) if inputs != "decoded" and not latent_embed else None
+        self.latent_embed = LatentEmbedding(dim, latent_embed, latent_embed_hidden) if latent_embed else None
+        self.time = PositionEmbedding(time_embed, time_max_length) if time_embed else None
+        latent_width = (latent_embed or dim) if inputs != "decoded" else 0
+        self.encoder = encoder(latent_width + (embed_dim if inputs != "latent" else 0) + time_embed)
         self.head = MaskedHead(self.encoder.out_dim, dim, head_hidden, self.transform.params_per_dim,
-                               features_per_dim=self.transform.features_per_dim, zero_out=False, layers=head_layers)
+                               features_per_dim=self.transform.features_per_dim, zero_out=False, layers=head_layers,
+                               feature_embed=head_feature_embed, blocks=head_blocks)
         self.transform.init_head(self.head)
         if inputs != "latent":
             K = support.num_categories
             self.invalid, self.begin = K, K + 1  # extra embedding rows
             self.embed = nn.Embedding(K + 2, embed_dim)
+        self.base = base
+        self.base_loc = nn.Parameter(torch.zeros(dim)) if base == "gaussian" else None
+        self.base_log_scale = nn.Parameter(torch.zeros(dim)) if base == "gaussian" else None
 
     @property
     def reads_tokens(self) -> bool:
@@ -107,27 +136,57 @@ class AutoregressivePrior(LogisticBaseFlow):
         with torch.no_grad():  # piecewise constant in z: nothing to differentiate
             return self._token_ids(support.decode(z))
 
-    def _inputs(self, y: Tensor, ids: Tensor | None) -> Tensor:
-        """Encoder input at every position from the previous token: ``[B, T, in]``."""
-        B = y.shape[0]
+    def _inputs(self, y: Tensor, ids: Tensor | None, lengths: Tensor | int | None = None) -> Tensor:
+        """Encoder input at every position from the previous token: ``[B, T, in]`` (``lengths``:
+        the sequences' lengths, for the position embedding; None: T)."""
+        B, T = y.shape[:2]
         parts = []
         if self.start is not None:
             parts.append(torch.cat([self.start.expand(B, 1, -1).to(y.dtype), y[:, :-1]], dim=1))
+        if self.latent_embed is not None:
+            parts.append(shifted(self.latent_embed(y)))
         if ids is not None:
             begin = torch.full_like(ids[:, :1], self.begin)
             parts.append(self.embed(torch.cat([begin, ids[:, :-1]], dim=1)).to(y.dtype))
-        return torch.cat(parts, dim=-1)
+        x = drop_tokens(torch.cat(parts, dim=-1), self.input_dropout, self.training)
+        if self.time is None:
+            return x
+        lengths = torch.as_tensor(T if lengths is None else lengths, device=y.device).expand(B)
+        return torch.cat([x, shifted(self.time(torch.arange(T, device=y.device), lengths).to(y.dtype))], dim=-1)
 
-    def _step_input(self, y_prev: Tensor | None, ids_prev: Tensor | None, n: int, dtype) -> Tensor:
-        """Encoder input ``[n, 1, in]`` from the previous token (None at t = 0), as in :meth:`_inputs`."""
+    def _step_input(self, y_prev: Tensor | None, ids_prev: Tensor | None, n: int, dtype, t: int = 0,
+                    length: int | None = None) -> Tensor:
+        """Encoder input ``[n, 1, in]`` from the previous token (None at t = 0) of a sequence of
+        ``length``, as in :meth:`_inputs`."""
         parts = []
         if self.start is not None:
             parts.append(self.start.expand(n, 1, -1).to(dtype) if y_prev is None else y_prev[:, None])
+        if self.latent_embed is not None:
+            parts.append(self.anchor.new_zeros(n, 1, self.latent_embed.width, dtype=dtype) if y_prev is None
+                         else self.latent_embed(y_prev[:, None]))
         if self.reads_tokens:
             if ids_prev is None:
                 ids_prev = torch.full((n,), self.begin, dtype=torch.long, device=self.anchor.device)
             parts.append(self.embed(ids_prev)[:, None].to(dtype))
-        return torch.cat(parts, dim=-1)
+        x = drop_tokens(torch.cat(parts, dim=-1), self.input_dropout, self.training)
+        if self.time is None:
+            return x
+        previous = self.time(torch.tensor([max(t - 1, 0)], device=x.device), torch.tensor([length], device=x.device))
+        return torch.cat([x, (previous if t > 0 else torch.zeros_like(previous)).to(dtype).expand(n, 1, -1)], dim=-1)
+
+    # -- the base ---------------------------------------------------------------
+    def base_log_prob(self, e: Tensor) -> Tensor:
+        if self.base == "gaussian":
+            return gaussian_log_pdf(e, self.base_loc, self.base_log_scale)
+        if self.base == "unit_logistic":
+            return super().base_log_prob(e * math.exp(LOG_UNIT_VARIANCE)) + LOG_UNIT_VARIANCE
+        return super().base_log_prob(e)
+
+    def sample_base(self, shape: tuple[int, ...]) -> Tensor:
+        if self.base == "gaussian":
+            return self.base_loc + self.base_log_scale.exp() * torch.randn(shape, device=self.anchor.device, dtype=self.anchor.dtype)
+        e = super().sample_base(shape)
+        return e * math.exp(-LOG_UNIT_VARIANCE) if self.base == "unit_logistic" else e
 
     # -- the flow --------------------------------------------------------------
     def forward(self, z: Tensor, mask: Tensor | None = None, condition: Condition | None = None,
@@ -139,7 +198,8 @@ class AutoregressivePrior(LogisticBaseFlow):
     def _forward(self, z: Tensor, mask: Tensor | None, condition: Condition | None, support: Support) -> tuple[Tensor, Tensor]:
         now = self.transform.current(support)
         y, log_det = self.transform.normalise(z, mask)
-        h = self.encoder(self._inputs(y, self._decoded(z, support)), condition)
+        lengths = mask.sum(1) if mask is not None and self.time is not None else None
+        h = self.encoder(self._inputs(y, self._decoded(z, support), lengths), condition)
         e, ld = now.forward(y, self.head(h, now.features(y)))
         return e, log_det + ld.sum(-1)
 
@@ -162,7 +222,7 @@ class AutoregressivePrior(LogisticBaseFlow):
         state = decoder_state = y_t = ids = None
         out = []
         for t in range(length):
-            h, state = self.encoder.step(self._step_input(y_t, ids, n, dtype), state, t, condition)
+            h, state = self.encoder.step(self._step_input(y_t, ids, n, dtype, t, length), state, t, condition)
             y_t = self.invert_token(h[:, 0], base(t, h[:, 0], now), now)
             if self.reads_tokens:
                 tokens, decoder_state = support.decode_step(self.transform.denormalise(y_t), decoder_state)
@@ -223,7 +283,7 @@ class AutoregressivePrior(LogisticBaseFlow):
         so Z does not depend on it)."""
         support = support or self.support
         boxes = support.boxes() if support.fixed else None
-        if self.dim != 1 or boxes is None:
+        if self.dim != 1 or boxes is None or self.base != "logistic":  # the exact masses assume the standard logistic
             return super().log_support_mass(length, num_samples, condition, support)
         perm = self.permutation(condition)
         if perm is not None:  # a graph sorted by degree sorts to itself

@@ -67,7 +67,16 @@ class LogisticBaseFlow(Prior):
     """A flow ``z -> e`` whose base is the factorised standard logistic.
 
     Subclasses implement :meth:`forward` (``z [B, T, D] -> e [B, T, D]`` and the
-    log|det| per token ``[B, T]``) and :meth:`inverse`."""
+    log|det| per token ``[B, T]``) and :meth:`inverse`; one that replaces the base
+    (the autoregressive prior's learned Gaussian) overrides :meth:`base_log_prob` and
+    :meth:`sample_base`."""
+
+    def base_log_prob(self, e: Tensor) -> Tensor:
+        """The base's log density, elementwise ``[..., D]``."""
+        return logistic_log_pdf(e)
+
+    def sample_base(self, shape: tuple[int, ...]) -> Tensor:
+        return sample_logistic(shape, device=self.anchor.device, dtype=self.anchor.dtype)
 
     def forward(self, z: Tensor, mask: Tensor | None = None, condition: Condition | None = None,
                 support: Support | None = None) -> tuple[Tensor, Tensor]:
@@ -80,12 +89,11 @@ class LogisticBaseFlow(Prior):
     def log_prob(self, z: Tensor, mask: Tensor | None = None, condition: Condition | None = None,
                  support: Support | None = None) -> Tensor:
         e, log_det = self.forward(z, mask, condition, support)
-        return self._masked(logistic_log_pdf(e).sum(-1) + log_det, mask)
+        return self._masked(self.base_log_prob(e).sum(-1) + log_det, mask)
 
     @torch.no_grad()
     def sample(self, num: int, length: int, condition: Condition | None = None, support: Support | None = None) -> Tensor:
-        e = sample_logistic((num, length, self.dim), device=self.anchor.device, dtype=self.anchor.dtype)
-        return self.inverse(e, None, condition, support)
+        return self.inverse(self.sample_base((num, length, self.dim)), None, condition, support)
 
 
 class StandardLogisticPrior(LogisticBaseFlow):

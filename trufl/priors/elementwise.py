@@ -34,26 +34,50 @@ from .layers import ActNorm, MaskedHead
 from .transforms import MixtureLogisticCDF, PiecewiseLinearCDF
 
 TransformKind = Literal["mixture", "spline", "support", "auto"]
+HeadFeatures = Literal["plain", "elu"]
+ScaleBounds = Literal["fixed", "learned"]
+HeadInit = Literal["spread", "default"]
 
 
 class MixtureTransform(nn.Module):
     """ActNorm + ``num_flows`` mixture-of-logistics CDF layers of ``num_mixtures`` components
-    per dimension; the head's output for a dimension holds every layer's parameters."""
+    per dimension; the head's output for a dimension holds every layer's parameters.
 
-    def __init__(self, dim: int, num_mixtures: int, num_flows: int):
+    Options (defaults: this repository's; the others CatNF's reference prior):
+    ``actnorm`` — the data-initialised ActNorm first (False: the layers read z itself);
+    ``features`` — what the head reads of earlier dimensions: ``plain`` y, or ``elu``
+    [y, elu(y), elu(−y)]; ``scale_bounds`` — ``fixed`` (α in ±3, log-scales in ±6) or
+    ``learned`` (CatNF's, :class:`~trufl.priors.transforms.MixtureLogisticCDF`);
+    ``head_init`` — ``spread`` (:meth:`init_head`) or ``default`` (nn.Linear's throughout)."""
+
+    def __init__(self, dim: int, num_mixtures: int, num_flows: int, actnorm: bool = True, features: HeadFeatures = "plain",
+                 scale_bounds: ScaleBounds = "fixed", head_init: HeadInit = "spread"):
         super().__init__()
         if num_flows < 1 or num_mixtures < 1:
             raise ValueError(f"prior.num_flows and prior.num_mixtures must be >= 1, got {num_flows}, {num_mixtures}")
         self.dim, self.num_flows = dim, num_flows
-        self.actnorm = ActNorm(dim)
+        self.actnorm = ActNorm(dim) if actnorm else None
         self.cdf = MixtureLogisticCDF(num_mixtures)
-        self.params_per_dim, self.features_per_dim = num_flows * self.cdf.num_params, 1
+        self.features_kind, self.head_init = features, head_init
+        self.params_per_dim, self.features_per_dim = num_flows * self.cdf.num_params, 3 if features == "elu" else 1
+        if scale_bounds == "learned":  # log-bounds of α per dimension and of each component's log-scale
+            self.alpha_log_bound = nn.Parameter(torch.zeros(num_flows, dim))
+            self.scale_log_bound = nn.Parameter(torch.zeros(num_flows, dim, num_mixtures))
+        else:
+            self.alpha_log_bound = self.scale_log_bound = None
 
     def normalise(self, z: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        return self.actnorm(z, mask)
+        return self.actnorm(z, mask) if self.actnorm is not None else (z, torch.zeros_like(z[..., 0]))
 
     def denormalise(self, y: Tensor) -> Tensor:
-        return self.actnorm.inverse(y)
+        return self.actnorm.inverse(y) if self.actnorm is not None else y
+
+    def _bounds(self, layer: int, d: int | None) -> tuple[Tensor, Tensor] | None:
+        """Layer ``layer``'s learned log-bounds for dimension ``d`` (None: every dimension)."""
+        if self.alpha_log_bound is None:
+            return None
+        at = (layer,) if d is None else (layer, d)
+        return self.alpha_log_bound[at], self.scale_log_bound[at]
 
     def current(self, support: Support) -> MixtureTransform:
         return self  # nothing depends on the support
@@ -61,7 +85,10 @@ class MixtureTransform(nn.Module):
     def init_head(self, head: MaskedHead) -> None:
         """As the spline's head: small random output weights (nn.Linear's), so the encoder
         gets a gradient from the first step, and a bias with the components' means spread
-        over [−2, 2] (the rest 0) so the components differ."""
+        over [−2, 2] (the rest 0) so the components differ. ``head_init=default``: nn.Linear's
+        init untouched (CatNF's reference)."""
+        if self.head_init == "default":
+            return
         M = self.cdf.M
         with torch.no_grad():
             head.out.bias.zero_()
@@ -71,27 +98,30 @@ class MixtureTransform(nn.Module):
     def _layers(self, params: Tensor) -> Tensor:
         return params.view(*params.shape[:-1], self.num_flows, self.cdf.num_params)
 
-    def forward_dim(self, y: Tensor, params: Tensor, d: int = 0) -> tuple[Tensor, Tensor]:
-        """``y [...]``, ``params [..., P]`` → ``e [...]``, log|de/dy| ``[...]`` (any dimension)."""
+    def forward_dim(self, y: Tensor, params: Tensor, d: int | None = 0) -> tuple[Tensor, Tensor]:
+        """``y [...]``, ``params [..., P]`` → ``e [...]``, log|de/dy| ``[...]`` (dimension ``d``;
+        None: ``y [..., D]`` and ``params [..., D, P]``, every dimension)."""
         p = self._layers(params)
         log_det = torch.zeros_like(y)
         for layer in range(self.num_flows):
-            y, ld = self.cdf.forward(y, p[..., layer, :])
+            y, ld = self.cdf.forward(y, p[..., layer, :], self._bounds(layer, d))
             log_det = log_det + ld
         return y, log_det
 
     def forward(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         """``y [..., D]``, ``params [..., D, P]`` → ``e [..., D]``, log|de/dy| ``[..., D]``."""
-        return self.forward_dim(y, params)
+        return self.forward_dim(y, params, None)
 
     def inverse_dim(self, e: Tensor, params: Tensor, d: int = 0) -> Tensor:
         p = self._layers(params)
         for layer in reversed(range(self.num_flows)):
-            e = self.cdf.inverse(e, p[..., layer, :])
+            e = self.cdf.inverse(e, p[..., layer, :], self._bounds(layer, d))
         return e
 
     def features(self, y: Tensor) -> Tensor | None:
-        return y if self.dim > 1 else None
+        if self.dim == 1:
+            return None
+        return torch.stack([y, F.elu(y), F.elu(-y)], dim=-1) if self.features_kind == "elu" else y
 
 
 class SplineTransform(nn.Module):
@@ -250,17 +280,28 @@ class SupportMixtureAt:
         return y.to(e.dtype)
 
 
+#: the mixture's options at their defaults (a spline takes none of them)
+MIXTURE_DEFAULTS = {"actnorm": True, "features": "plain", "scale_bounds": "fixed", "head_init": "spread"}
+
+
 def make_transform(kind: TransformKind, support: Support, num_bins: int | None, num_mixtures: int,
-                   num_flows: int) -> MixtureTransform | SplineTransform | SupportMixture:
+                   num_flows: int, **mixture_options) -> MixtureTransform | SplineTransform | SupportMixture:
     """``auto``: a spline when the support has box faces (TRUFL, Argmax), else a mixture
     (CatNF: a spline with uniform bins in CDF space cannot follow its narrow logistic
-    bumps; sets_shuffle, CatNF D=1, 1000 steps: 3.79 bits spline vs 3.44 mixture)."""
+    bumps; sets_shuffle, CatNF D=1, 1000 steps: 3.79 bits spline vs 3.44 mixture).
+    ``mixture_options``: :class:`MixtureTransform`'s (keys of :data:`MIXTURE_DEFAULTS`)."""
     if kind == "auto":
         kind = "spline" if support.num_faces else "mixture"
     if kind == "spline":
+        changed = sorted(k for k, v in mixture_options.items() if v != MIXTURE_DEFAULTS[k])
+        if changed:
+            raise ValueError(f"prior.transform=spline takes none of the mixture's options, got {changed}")
         return SplineTransform(support.dim, support, num_bins)
     if kind == "mixture":
-        return MixtureTransform(support.dim, num_mixtures, num_flows)
+        return MixtureTransform(support.dim, num_mixtures, num_flows, **mixture_options)
     if kind == "support":
+        changed = sorted(k for k, v in mixture_options.items() if v != MIXTURE_DEFAULTS[k])
+        if changed:
+            raise ValueError(f"prior.transform=support takes none of the mixture's options, got {changed}")
         return SupportMixture(support.dim, support)
     raise ValueError(f"prior.transform={kind!r} must be one of ('mixture', 'spline', 'support', 'auto')")

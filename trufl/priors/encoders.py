@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..condition import Condition, adjacency_of, grid_units
-from ..settings import Count, Injected, Range, checked
+from ..settings import Count, Injected, NonNegativeInt, Range, checked
 from .attention import AttentionBlock, causal_mask
 
 Positions = Literal["none", "index", "grid", "degree"]
@@ -35,19 +35,27 @@ class LSTMEncoder(nn.Module):
     Args:
     in_dim: input width (filled in by the prior).
     hidden: LSTM width (= out_dim); num_layers: LSTM layers; dropout: between layers.
+    out_layer: > 0 adds a linear map to that width (= out_dim) and a GELU after the LSTM
+        (CatNF's conditioner).
     """
 
     @checked("prior.encoder")
-    def __init__(self, in_dim: Injected[Count], hidden: Count = 256, num_layers: Count = 1, dropout: Dropout = 0.0):
+    def __init__(self, in_dim: Injected[Count], hidden: Count = 256, num_layers: Count = 1, dropout: Dropout = 0.0,
+                 out_layer: NonNegativeInt = 0):
         super().__init__()
-        self.out_dim = hidden
+        self.out_dim = out_layer or hidden
         self.lstm = nn.LSTM(in_dim, hidden, num_layers, batch_first=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.out = nn.Linear(hidden, out_layer) if out_layer else None
+
+    def _project(self, h: Tensor) -> Tensor:
+        return F.gelu(self.out(h)) if self.out is not None else h
 
     def forward(self, inputs: Tensor, condition: Condition | None = None) -> Tensor:
-        return self.lstm(inputs)[0]
+        return self._project(self.lstm(inputs)[0])
 
     def step(self, input_t: Tensor, state, t: int, condition: Condition | None = None) -> tuple[Tensor, tuple]:
-        return self.lstm(input_t, state)
+        h, state = self.lstm(input_t, state)
+        return self._project(h), state
 
 
 class CausalTransformerEncoder(nn.Module):

@@ -99,14 +99,24 @@ class MaskedHead(nn.Module):
     (like a categorical model's softmax layer).
     ``zero_out``: zero output weights (the output starts at the bias for every input; no
     gradient reaches the context until they move), else nn.Linear's small random ones.
+    ``feature_embed > 0``: each earlier dimension's features first pass through their own
+    linear map to that width and a GELU; ``blocks``: dimension d's output reads only the last
+    hidden units of degree d (CatNF's masked feed-forward has both).
     """
 
     def __init__(self, context: int, dim: int, hidden: int, params_per_dim: int, features_per_dim: int = 1,
-                 zero_out: bool = True, layers: int = 2):
+                 zero_out: bool = True, layers: int = 2, feature_embed: int = 0, blocks: bool = False):
         super().__init__()
-        if hidden < 1 or layers < 0:
-            raise ValueError(f"head width must be >= 1 and its layers >= 0, got width {hidden}, layers {layers}")
+        if hidden < 1 or layers < 0 or feature_embed < 0:
+            raise ValueError(f"head width must be >= 1, its layers and feature embedding >= 0, got width {hidden}, "
+                             f"layers {layers}, feature embedding {feature_embed}")
         self.dim, self.params_per_dim = dim, params_per_dim
+        self.embed = None
+        if feature_embed and dim > 1:  # block-diagonal: dimension j's features to its own E units
+            block = torch.arange(dim - 1)
+            self.embed = MaskedLinear((dim - 1) * features_per_dim, (dim - 1) * feature_embed,
+                                      block.repeat_interleave(feature_embed)[:, None] == block.repeat_interleave(features_per_dim)[None, :])
+            features_per_dim = feature_embed
         feature_deg = torch.arange(1, dim).repeat_interleave(features_per_dim)  # dims 1..D-1 (the last is never read)
         in_deg = torch.cat([torch.zeros(context), feature_deg])  # context: degree 0
         out_deg = torch.arange(dim).repeat_interleave(params_per_dim) + 1  # dim d has degree d+1
@@ -114,7 +124,8 @@ class MaskedHead(nn.Module):
         self.inp = MaskedLinear(context + (dim - 1) * features_per_dim, hidden, hid_deg[:, None] >= in_deg[None, :]) if layers else None
         self.mid = nn.ModuleList(MaskedLinear(hidden, hidden, hid_deg[:, None] >= hid_deg[None, :]) for _ in range(layers - 1))
         last_deg = hid_deg if layers else in_deg
-        self.out = MaskedLinear(last_deg.numel(), dim * params_per_dim, out_deg[:, None] > last_deg[None, :])
+        reads = out_deg[:, None] == last_deg[None, :] + 1 if blocks and layers else out_deg[:, None] > last_deg[None, :]
+        self.out = MaskedLinear(last_deg.numel(), dim * params_per_dim, reads)
         if zero_out:  # the output is the bias alone until the weights move
             nn.init.zeros_(self.out.weight)
 
@@ -124,7 +135,8 @@ class MaskedHead(nn.Module):
         a = h
         if self.dim > 1:
             features = features if features.dim() > h.dim() else features.unsqueeze(-1)  # [..., D, F]
-            a = torch.cat([h, features[..., : self.dim - 1, :].reshape(*lead, -1)], dim=-1)
+            earlier = features[..., : self.dim - 1, :].reshape(*lead, -1)
+            a = torch.cat([h, F.gelu(self.embed(earlier)) if self.embed is not None else earlier], dim=-1)
         if self.inp is not None:
             a = F.gelu(self.inp(a))
         for layer in self.mid:

@@ -26,7 +26,7 @@ def recomputing_inverse(prior: AutoregressivePrior, e: Tensor, condition: Condit
         y = torch.zeros(n, 1, D, dtype=e.dtype, device=e.device)  # a placeholder for the next token
         for t in range(T):
             ids = prior._decoded(prior.transform.denormalise(y), support)
-            h = prior.encoder(prior._inputs(y, ids), condition)
+            h = prior.encoder(prior._inputs(y, ids, T), condition)  # a prefix of a sequence of T
             y[:, -1] = prior.invert_token(h[:, -1], e[:, t], now)
             y = torch.cat([y, torch.zeros_like(y[:, :1])], dim=1)
         return prior.transform.denormalise(y[:, :-1])

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ..distributions import bounded, logistic_log_pdf
+from ..distributions import bounded, logistic_log_pdf, soft_bounded
 
 
 class MixtureLogisticCDF:
@@ -18,6 +18,11 @@ class MixtureLogisticCDF:
 
     Parameters per element (last axis, ``3M + 2``): M mixture logits, M means,
     M log-scales, then α and β. Stateless: the parameters come from a conditioner.
+
+    ``log_bounds`` (every method; None: α in ±3, log-scales in ±``max_log_scale``) are
+    CatNF's learned bounds ``(of α [...], of the log-scales [..., M])``
+    (:func:`~trufl.distributions.soft_bounded`); the map is then CatNF's
+    ``(logit(C(y)) + t)·exp(α)``, i.e. β = t·exp(α).
     """
 
     def __init__(self, num_mixtures: int, max_log_scale: float = 6.0):
@@ -28,17 +33,20 @@ class MixtureLogisticCDF:
     def num_params(self) -> int:
         return 3 * self.M + 2
 
-    def split(self, p: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    def split(self, p: Tensor, log_bounds: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         M = self.M
         log_pi = F.log_softmax(p[..., :M], dim=-1)
         mu = p[..., M : 2 * M]
+        if log_bounds is not None:
+            alpha = soft_bounded(p[..., 3 * M], log_bounds[0])
+            return log_pi, mu, soft_bounded(p[..., 2 * M : 3 * M], log_bounds[1]), alpha, p[..., 3 * M + 1] * alpha.exp()
         log_s = bounded(p[..., 2 * M : 3 * M], self.max_log_scale)
         alpha = bounded(p[..., 3 * M], 3.0)
         return log_pi, mu, log_s, alpha, p[..., 3 * M + 1]
 
-    def forward(self, y: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, y: Tensor, p: Tensor, log_bounds: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """y ``[...]``, p ``[..., 3M+2]`` → output ``[...]``, log|dy'/dy| ``[...]``."""
-        log_pi, mu, log_s, alpha, beta = self.split(p)
+        log_pi, mu, log_s, alpha, beta = self.split(p, log_bounds)
         t = (y.unsqueeze(-1) - mu) * torch.exp(-log_s)
         log_c = torch.logsumexp(log_pi + F.logsigmoid(t), dim=-1)
         log_1mc = torch.logsumexp(log_pi + F.logsigmoid(-t), dim=-1)
@@ -47,7 +55,8 @@ class MixtureLogisticCDF:
         return out, log_pdf - log_c - log_1mc + alpha
 
     @torch.no_grad()
-    def inverse(self, out: Tensor, p: Tensor, tol: float = 1e-12, max_iter: int = 60) -> Tensor:
+    def inverse(self, out: Tensor, p: Tensor, log_bounds: tuple[Tensor, Tensor] | None = None, tol: float = 1e-12,
+                max_iter: int = 60) -> Tensor:
         """Exact inverse by bracketed Newton in float64 (bisection where Newton leaves the bracket).
 
         The root lies between the component quantiles at the target level,
@@ -55,7 +64,7 @@ class MixtureLogisticCDF:
         steps, so the float64 work is small.
         """
         dtype = out.dtype
-        log_pi, mu, log_s, alpha, beta = (t.double() for t in self.split(p))
+        log_pi, mu, log_s, alpha, beta = (t.double() for t in self.split(p, log_bounds))
         target = (out.double() - beta) * torch.exp(-alpha)  # = logit C(y)
         quantiles = mu + log_s.exp() * target.unsqueeze(-1)
         lo, hi = quantiles.min(-1).values, quantiles.max(-1).values

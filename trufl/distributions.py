@@ -15,6 +15,8 @@ from torch.nn import functional as F
 NEG_INF = float("-inf")
 #: uniforms are kept this far from 0 and 1 before a logit, so logistic samples stay finite
 UNIFORM_EPS = 1e-6
+#: log of the factor that gives a logistic unit variance (CatNF's ε and prior base: scale 1/1.81 ≈ √3/π)
+LOG_UNIT_VARIANCE = math.log(1.81)
 
 
 def logistic_log_pdf(e: Tensor) -> Tensor:
@@ -40,6 +42,13 @@ def gaussian_log_pdf(u: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
 def bounded(raw: Tensor, bound: float) -> Tensor:
     """Squash to (-bound, bound) smoothly (log-scales that cannot blow up)."""
     return bound * torch.tanh(raw / bound)
+
+
+def learned_bound(raw: Tensor, log_bound: Tensor) -> Tensor:
+    """``tanh(raw / max(1, b))·b`` with ``b = exp(log_bound)``: inside (−b, b), and the
+    identity near 0 once b > 1 (CatNF's scaling factors, learned from b = 1)."""
+    bound = log_bound.exp()
+    return torch.tanh(raw / bound.clamp_min(1.0)) * bound
 
 
 def inverse_softplus(y: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import torch
 from torch import Tensor, nn
 
-from ..distributions import bounded, logistic_log_pdf, sample_uniform
+from ..distributions import LOG_UNIT_VARIANCE, bounded, logistic_log_pdf, sample_uniform
 from ..settings import Count, NonNegative, NonNegativeInt, Positive, Range, checked
 from .base import ContextDim, Dequantiser, NumCategories, select_rows
 
@@ -57,10 +57,6 @@ class ConditionalAffineCoupling(nn.Module):
         out = y.clone()
         out[..., self.idx_b] = (y[..., self.idx_b] - t) * torch.exp(-log_s)
         return out, log_s.sum(-1)
-
-
-#: log of the factor that gives a logistic unit variance (CatNF's ε: scale 1/1.81 ≈ √3/π)
-LOG_UNIT_VARIANCE = math.log(1.81)
 
 
 def grid_locations(num_categories: int, dim: int, spread: float) -> Tensor:

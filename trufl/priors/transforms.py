@@ -18,11 +18,14 @@ class MixtureLogisticCDF:
 
     Parameters per element (last axis, ``3M + 2``): M mixture logits, M means,
     M log-scales, then α and β. Stateless: the parameters come from a conditioner.
+    The log-scales are squashed into ±``max_log_scale`` and α into ±3; ``bounded=False``
+    leaves both as given (the caller has bounded them).
     """
 
-    def __init__(self, num_mixtures: int, max_log_scale: float = 6.0):
+    def __init__(self, num_mixtures: int, max_log_scale: float = 6.0, bounded: bool = True):
         self.M = num_mixtures
         self.max_log_scale = max_log_scale
+        self.bounded = bounded
 
     @property
     def num_params(self) -> int:
@@ -32,8 +35,9 @@ class MixtureLogisticCDF:
         M = self.M
         log_pi = F.log_softmax(p[..., :M], dim=-1)
         mu = p[..., M : 2 * M]
-        log_s = bounded(p[..., 2 * M : 3 * M], self.max_log_scale)
-        alpha = bounded(p[..., 3 * M], 3.0)
+        log_s, alpha = p[..., 2 * M : 3 * M], p[..., 3 * M]
+        if self.bounded:
+            log_s, alpha = bounded(log_s, self.max_log_scale), bounded(alpha, 3.0)
         return log_pi, mu, log_s, alpha, p[..., 3 * M + 1]
 
     def forward(self, y: Tensor, p: Tensor) -> tuple[Tensor, Tensor]:

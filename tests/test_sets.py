@@ -199,3 +199,36 @@ def test_coupling_prior_at_the_reference_size_keeps_log_dets_and_outputs_bounded
         opt.step()
     assert measure() < start
 
+
+def fresh_batches(tmp_path, seed=0, workers=0, epochs=2, kind="shuffle"):
+    dm = SetDataModule(kind, train_size=48, val_size=8, test_size=8, batch_size=16, data_dir=str(tmp_path),
+                       num_workers=workers, seed=seed, fresh=True)
+    loader = dm.train_dataloader()
+    return dm, [b["x"] for _ in range(epochs) for b in loader]
+
+
+@pytest.mark.parametrize("kind", ["shuffle", "sum"])
+def test_fresh_training_sets_are_new_every_step_and_valid(tmp_path, kind):
+    dm, batches = fresh_batches(tmp_path, kind=kind)
+    x = torch.cat(batches)
+    assert len(batches) == 6 and x.shape == (96, 16) and dm.is_valid(x).all()
+    assert len(torch.unique(x, dim=0)) == 96  # two epochs of 48: no set drawn twice
+    cached = dm.splits["train"]
+    assert cached.num_tokens == 48 * 16 and dm.describe()["fresh_training_sets"]
+
+
+def test_fresh_training_sets_are_reproducible_by_seed_whatever_the_workers(tmp_path):
+    _, first = fresh_batches(tmp_path)
+    _, again = fresh_batches(tmp_path, workers=2)
+    _, other = fresh_batches(tmp_path, seed=1)
+    assert all((a == b).all() for a, b in zip(first, again))
+    assert not any((a == b).all(-1).any() for a, b in zip(first, other))
+
+
+def test_fresh_training_sets_leave_validation_and_test_as_cached(tmp_path):
+    fresh, _ = fresh_batches(tmp_path, epochs=0)
+    fixed = SetDataModule("shuffle", train_size=48, val_size=8, test_size=8, data_dir=str(tmp_path))
+    fixed.setup()
+    for split in ("val", "test"):
+        assert (fresh.splits[split].x == fixed.splits[split].x).all()
+    assert not (torch.cat(fresh_batches(tmp_path, epochs=1)[1])[:48] == fixed.splits["train"].x).all(-1).any()

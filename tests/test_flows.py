@@ -118,6 +118,9 @@ CASES = {
                                                                  transform="support", hidden=16, head_hidden=16), (1, 4, 2)),
     "prior_set_coupling": lambda: prior_case(SetCouplingPrior(Support.unbound(3), **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
     "prior_set_coupling_mix_dims": lambda: prior_case(SetCouplingPrior(Support.unbound(3), mix_dims=True, **SMALL_COUPLING), (1, 5, 3), COUPLING_STD),
+    "prior_set_coupling_reference_shaped": lambda: prior_case(SetCouplingPrior(
+        Support.unbound(4), mix_dims=True, actnorm="every", split="fixed", block="catnf", scale_bounds="learned",
+        base="unit_variance", **SMALL_COUPLING), (1, 5, 4), COUPLING_STD),
     "prior_graph_coupling": graph_prior,
     "prior_grid_coupling": lambda: prior_case(GridCouplingPrior(Support.unbound(2), **SMALL_COUPLING), (1, 81, 2), COUPLING_STD),
 }

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from torch.utils.data import BatchSampler, Dataset, Sampler
 
 from ..settings import Count, NonNegativeInt, Range, Seed, checked
 from .base import SamplingGroup, SplitDataModule
@@ -44,22 +45,64 @@ def optimum_bits(kind: str, size: int, total: int) -> float:
     return math.log2(count) / size
 
 
+@lru_cache(maxsize=None)
+def _completions(left: int, size: int, total: int) -> np.ndarray:
+    """``[total + 1, size]``: how many ways ``left`` more numbers complete a remainder r after value v."""
+    return np.array([[count_tuples(left, r - v, size) if r - v >= 0 else 0 for v in range(1, size + 1)]
+                     for r in range(total + 1)], dtype=np.float64)
+
+
 def sample_sum_tuples(num: int, size: int, total: int, rng: np.random.Generator) -> np.ndarray:
     """``num`` tuples drawn uniformly among all with the given sum (values 1..size)."""
     if count_tuples(size, total, size) == 0:
         raise ValueError(f"no {size} numbers in 1..{size} sum to {total}")
     out = np.zeros((num, size), dtype=np.int64)
     remaining = np.full(num, total)
+    values = np.arange(1, size + 1)
     for i in range(size):
-        left = size - i - 1
-        values = np.arange(1, size + 1)
-        weights = np.array([[count_tuples(left, r - v, size) if r - v >= 0 else 0 for v in values] for r in range(total + 1)], dtype=np.float64)
+        weights = _completions(size - i - 1, size, total)
         probs = weights[remaining] / weights[remaining].sum(1, keepdims=True)
         cum = probs.cumsum(1)
         pick = (rng.random((num, 1)) > cum).sum(1)
         out[:, i] = values[pick]
         remaining -= values[pick]
     return out
+
+
+class FreshSets(Dataset):
+    """Training sets drawn anew: item i is drawn by ``draw(1, rng)`` from the i-th child stream of
+    ``seed`` (its spawn key; never the cached splits' stream), so it depends on neither the
+    DataLoader's workers nor the batch size. ``len``
+    is ``count``, one epoch; :class:`EpochSampler` asks for new indices every epoch."""
+
+    def __init__(self, draw, count: int, size: int, seed: int):
+        self.draw, self.count, self.size, self.seed = draw, count, size, seed
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(int(i),)))
+        x = torch.from_numpy(self.draw(1, rng)[0])
+        return {"x": x, "mask": torch.ones(self.size, dtype=torch.bool)}
+
+    @property
+    def num_tokens(self) -> int:
+        return self.count * self.size
+
+
+class EpochSampler(Sampler):
+    """Indices ``epoch·n .. epoch·n + n − 1``, the next block each epoch (new sets, never a repeat)."""
+
+    def __init__(self, n: int):
+        self.n, self.epoch = n, 0
+
+    def __iter__(self):
+        start, self.epoch = self.epoch * self.n, self.epoch + 1
+        return iter(range(start, start + self.n))
+
+    def __len__(self) -> int:
+        return self.n
 
 
 class SetDataModule(SplitDataModule):
@@ -70,6 +113,9 @@ class SetDataModule(SplitDataModule):
         size: N, the set size (and the number of categories).
         total: the required sum (``sum`` only).
         train_size, val_size, test_size: number of sets per split.
+        fresh: training draws new sets for every step (CatNF's reference does), ``train_size``
+            of them per epoch, reproducible from ``seed`` (:class:`FreshSets`); validation and
+            test are the fixed cached sets either way.
     """
 
     @checked("dataset")
@@ -85,9 +131,10 @@ class SetDataModule(SplitDataModule):
         data_dir: str = "~/.cache/trufl",
         num_workers: NonNegativeInt = 0,
         seed: Seed = 0,
+        fresh: bool = False,
     ):
         super().__init__(size, batch_size, data_dir, num_workers, seed)
-        self.kind, self.size, self.total = kind, size, total
+        self.kind, self.size, self.total, self.fresh = kind, size, total, fresh
         self.num_categories = size
         self.sizes = {"train": train_size, "val": val_size, "test": test_size}
         self.optimum_bits = optimum_bits(kind, size, total)  # raises for an impossible sum
@@ -97,16 +144,26 @@ class SetDataModule(SplitDataModule):
 
         def generate():
             rng = np.random.default_rng(self.seed)
-            out = {}
-            for split, n in self.sizes.items():
-                if self.kind == "shuffle":
-                    sets = np.argsort(rng.random((n, self.size)), axis=1)
-                else:
-                    sets = sample_sum_tuples(n, self.size, self.total, rng) - 1
-                out[split] = sets.reshape(-1)
-            return out
+            return {split: self.draw(n, rng).reshape(-1) for split, n in self.sizes.items()}
 
         return load_or_build(self.data_dir / "sets" / f"{key}.npz", generate)
+
+    def draw(self, num: int, rng: np.random.Generator) -> np.ndarray:
+        """``num`` sets ``[num, size]`` of categories 0..size−1 from ``rng``."""
+        if self.kind == "shuffle":
+            return np.argsort(rng.random((num, self.size)), axis=1)
+        return sample_sum_tuples(num, self.size, self.total, rng) - 1
+
+    def build_splits(self) -> dict[str, Dataset]:
+        splits = super().build_splits()
+        if self.fresh:  # the cached training sets are still built: val and test follow them in the seeded stream
+            splits["train"] = FreshSets(self.draw, self.sizes["train"], self.size, self.seed)
+        return splits
+
+    def batch_sampler(self, split: str, shuffle: bool) -> Sampler | None:
+        if split == "train" and self.fresh:
+            return BatchSampler(EpochSampler(self.sizes["train"]), self.batch_size, drop_last=False)
+        return None
 
     def sampling_groups(self, num_samples: int = 0) -> list[SamplingGroup]:
         """One group: a generated set per test set."""
@@ -121,4 +178,4 @@ class SetDataModule(SplitDataModule):
         return ok & ((x + 1).sum(-1) == self.total)
 
     def describe(self) -> dict:
-        return {**super().describe(), "kind": self.kind, "optimum_bits": self.optimum_bits}
+        return {**super().describe(), "kind": self.kind, "optimum_bits": self.optimum_bits, "fresh_training_sets": self.fresh}

@@ -23,11 +23,14 @@ class MixtureLogisticCDF:
     CatNF's learned bounds ``(of α [...], of the log-scales [..., M])``
     (:func:`~trufl.distributions.soft_bounded`); the map is then CatNF's
     ``(logit(C(y)) + t)·exp(α)``, i.e. β = t·exp(α).
+    Otherwise the log-scales are squashed into ±``max_log_scale`` and α into ±3;
+    ``bounded=False`` leaves both as given (the caller has bounded them).
     """
 
-    def __init__(self, num_mixtures: int, max_log_scale: float = 6.0):
+    def __init__(self, num_mixtures: int, max_log_scale: float = 6.0, bounded: bool = True):
         self.M = num_mixtures
         self.max_log_scale = max_log_scale
+        self.bounded = bounded
 
     @property
     def num_params(self) -> int:
@@ -40,8 +43,9 @@ class MixtureLogisticCDF:
         if log_bounds is not None:
             alpha = soft_bounded(p[..., 3 * M], log_bounds[0])
             return log_pi, mu, soft_bounded(p[..., 2 * M : 3 * M], log_bounds[1]), alpha, p[..., 3 * M + 1] * alpha.exp()
-        log_s = bounded(p[..., 2 * M : 3 * M], self.max_log_scale)
-        alpha = bounded(p[..., 3 * M], 3.0)
+        log_s, alpha = p[..., 2 * M : 3 * M], p[..., 3 * M]
+        if self.bounded:
+            log_s, alpha = bounded(log_s, self.max_log_scale), bounded(alpha, 3.0)
         return log_pi, mu, log_s, alpha, p[..., 3 * M + 1]
 
     def forward(self, y: Tensor, p: Tensor, log_bounds: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:

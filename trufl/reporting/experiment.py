@@ -69,6 +69,8 @@ def write_table(spec: dict, out: Path, header: list[str], rows: list[list[str]])
     wall_time = recorded_wall_time(out)
     if wall_time is not None:  # None: a table made in parts (its sweep.json says why)
         text += f"\nSweep wall time: {wall_time / 60:.1f} min.\n"
+    if spec.get("note"):  # what a row is beyond its keys (e.g. a biased objective)
+        text += f"\n{spec['note'].strip()}\n"
     (out / "table.md").write_text(text)
     write_csv(out / "table.csv", header, rows)
     (out / "table.tex").write_text(latex(*short, caption=spec["title"], label=f"tab:{spec['name']}"))

@@ -21,7 +21,8 @@ TINY = ["prior.encoder.hidden=16", "prior.encoder.out_layer=8", "prior.latent_em
         "dataset.seq_len=16", "dataset.batch_size=8", "trainer.max_steps=2", "trainer.val_check_interval=2",
         "trainer.limit_val_batches=2", "trainer.limit_test_batches=2", "eval.iw_samples=2", "eval.log_z_samples=8",
         "eval.num_samples=1"]
-TINY_FLOW = {"catnf_lm": ["flow.embed_dim=8"], "argmax_lm": ["flow.encoder_hidden=8", "flow.encoder_context=8"]}
+TINY_FLOW = {"catnf_lm": ["flow.embed_dim=8"], "argmax_lm": ["flow.encoder_hidden=8", "flow.encoder_context=8"],
+             "trufl_lm": []}
 
 
 @pytest.mark.parametrize("recipe", sorted(REFERENCE_PARAMETERS))
@@ -34,7 +35,8 @@ def test_recipe_builds_exactly_the_reference_models_parameter_count(make_cfg, re
 
 @pytest.mark.parametrize("recipe,optim,label", [
     ("catnf_lm", "catnf", "paper"), ("catnf_lm", "catnf_reference", "reference-optimiser"),
-    ("argmax_lm", "argmax", "paper"), ("argmax_lm", "argmax_reference", "reference-optimiser")])
+    ("argmax_lm", "argmax", "paper"), ("argmax_lm", "argmax_reference", "reference-optimiser"),
+    ("trufl_lm", "trufl", "paper")])
 def test_recipe_trains_two_tiny_steps_and_results_say_its_configuration(make_cfg, tmp_path, recipe, optim, label):
     metrics = run(make_cfg(f"recipe={recipe}", f"optim={optim}", *TINY, *TINY_FLOW[recipe]))
     results = json.loads((tmp_path / "run" / "results.json").read_text())

@@ -50,3 +50,23 @@ def test_the_training_loop_decays_the_rate_once_per_optimiser_step(make_cfg, tmp
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(7.5e-4 * 0.999975**7, rel=1e-9)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["decoupled_weight_decay"] is False  # RAdam, not AdamW
+
+
+@pytest.mark.parametrize("clip_steps,clipped", [(None, [0, 1, 2, 3]), (1, [0]), (0, [])])
+def test_clip_steps_clips_the_gradient_norm_in_the_first_steps_only(make_cfg, tmp_path, monkeypatch, clip_steps,
+                                                                   clipped):
+    from trufl.model import LikelihoodModule
+    steps, norms = [], []
+    original = LikelihoodModule.clip_gradients
+
+    def recording(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        steps.append(self.global_step)
+        original(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+        norms.append(torch.nn.utils.get_total_norm([p.grad for p in self.parameters() if p.grad is not None]))
+
+    monkeypatch.setattr(LikelihoodModule, "clip_gradients", recording)
+    setting = "null" if clip_steps is None else clip_steps
+    run(make_cfg(*toy("trainer.max_steps=4", "trainer.gradient_clip_val=1e-3", f"optim.clip_steps={setting}",
+                      "~callbacks.support_history")))
+    assert steps == clipped
+    assert all(n <= 1e-3 * (1 + 1e-4) for n in norms)  # the clip acted where it ran

@@ -81,3 +81,7 @@ class LikelihoodModule(pl.LightningModule):
 
     def configure_optimizers(self):
         return self.optim.configure(self.parameters())
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if self.optim.clips_at(self.global_step):  # optim.clip_steps: the first steps only
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)

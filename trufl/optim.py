@@ -22,7 +22,10 @@ class OptimSettings:
     exponential (``lr · decay^n`` after n steps, or n epochs with ``decay_every=epoch``) rate.
 
     preset: the name of the ``conf/optim/`` preset these settings came from (a label:
-        ``shared``, or the reference code whose optimiser it reproduces)."""
+        ``shared``, or the reference code whose optimiser it reproduces).
+    clip_steps: clip the gradient norm (``trainer.gradient_clip_val``) in the first
+        ``clip_steps`` optimiser steps only; None: every step. CatNF's reference code clips
+        at its first step only (its clip gets a one-shot parameter generator)."""
 
     lr: Positive = 1e-3
     weight_decay: NonNegative = 0.0
@@ -32,6 +35,7 @@ class OptimSettings:
     decay: Annotated[float, Range(0, 1, low_open=True)] = 1.0
     decay_every: Literal["step", "epoch"] = "step"
     preset: str = "shared"
+    clip_steps: NonNegativeInt | None = None
     max_steps: Injected[int | None] = None  # trainer.max_steps
 
     def __post_init__(self):
@@ -49,6 +53,10 @@ class OptimSettings:
         if self.schedule == "exponential":
             return warm * self.decay**n
         return warm * 0.5 * (1.0 + math.cos(math.pi * min(1.0, n / self.max_steps)))
+
+    def clips_at(self, step: int) -> bool:
+        """Whether the gradient norm is clipped at optimiser step ``step`` (0-based)."""
+        return self.clip_steps is None or step < self.clip_steps
 
     def configure(self, parameters):
         """What ``LightningModule.configure_optimizers`` returns."""

@@ -37,12 +37,18 @@ def test_a_per_epoch_decay_is_an_epoch_scheduler():
 
 @pytest.mark.parametrize("preset,optimizer,lr,clip,decay_every", [
     ("shared", "adamw", 2e-3, 1.0, "step"), ("catnf", "radam", 7.5e-4, 0.25, "step"),
-    ("catnf_reference", "radam", 7.5e-4, 0.0, "step"), ("argmax", "adam", 1e-3, 0.0, "epoch"),
+    ("catnf_reference", "radam", 7.5e-4, 0.25, "step"), ("argmax", "adam", 1e-3, 0.0, "epoch"),
     ("argmax_reference", "adam", 1e-3, 0.0, "epoch")])
 def test_optim_presets_compose_to_their_optimisers(make_cfg, preset, optimizer, lr, clip, decay_every):
     cfg = make_cfg(f"optim={preset}")
     assert (cfg.optim.preset, cfg.optim.optimizer, cfg.optim.lr, cfg.trainer.gradient_clip_val, cfg.optim.decay_every) == \
         (preset, optimizer, lr, clip, decay_every)
+
+
+def test_catnf_reference_clips_at_its_first_step_only(make_cfg):
+    cfg = make_cfg("optim=catnf_reference")
+    settings = OptimSettings(**{k: v for k, v in cfg.optim.items()})
+    assert cfg.trainer.gradient_clip_val == 0.25 and [settings.clips_at(s) for s in range(3)] == [True, False, False]
 
 
 def test_the_training_loop_decays_the_rate_once_per_optimiser_step(make_cfg, tmp_path):

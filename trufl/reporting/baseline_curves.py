@@ -43,14 +43,15 @@ def plot(curves: dict[str, Path], out: Path, ylabel: str = "validation −ELBO (
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for label, path in curves.items():
         steps, values = read_points(path)
-        ax.plot(steps, values, marker="o", label=f"{label} ({values[-1]:.3f} at {steps[-1]})")
+        style = "--" if "reference code" in label else "-"
+        ax.plot(steps, values, style, marker="o", label=f"{label} ({values[-1]:.3f} at {steps[-1]})")
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -65,12 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     exp.add_argument("out", type=Path)
     pl = sub.add_parser("plot", help="curves (label=CSV ...) in one figure")
     pl.add_argument("out", type=Path)
-    pl.add_argument("curves", nargs="+", help="label=path.csv")
+    pl.add_argument("curves", nargs="+", help="label=path.csv (a label naming the 'reference code' is drawn dashed)")
     args = ap.parse_args(argv)
     if args.command == "export":
         print(export_curve(args.run, args.out))
     else:
-        print(plot(dict(c.split("=", 1) for c in args.curves), args.out))
+        print(plot(dict(c.rsplit("=", 1) for c in args.curves), args.out))  # labels may hold "="
 
 
 if __name__ == "__main__":

@@ -31,7 +31,8 @@ def test_each_recipe_trains_two_steps_at_a_tiny_size_and_labels_its_results(make
     assert results["status"] == "finished" and results["global_step"] == 2
     assert results["configuration"] == label
     assert results["config"]["optim"]["preset"] == optim
-    assert results["config"]["trainer"]["gradient_clip_val"] == (0.25 if optim == "catnf" else 0.0)
+    assert results["config"]["trainer"]["gradient_clip_val"] == 0.25
+    assert results["config"]["optim"]["clip_steps"] == (None if optim == "catnf" else 1)  # the reference: step 1 only
     assert results["sampling"]["objects"] == 8 if recipe == "catnf_sets" else 4
 
 

@@ -2,10 +2,10 @@
 as a CSV of ``step,val_bits``, and a plot of several such CSVs.
 
     python -m trufl.reporting.baseline_curves export outputs/train/<run> \\
-        experiments/results/baseline_curves_catnf_sets_paper.csv
-    python -m trufl.reporting.baseline_curves plot experiments/results/baseline_curves_sets.png \\
-        reference=experiments/results/baseline_curves_reference_sets.csv \\
-        paper=experiments/results/baseline_curves_catnf_sets_paper.csv
+        experiments/results/baseline_curves/catnf_sets_reference_optimiser.csv
+    python -m trufl.reporting.baseline_curves plot experiments/results/baseline_curves/sets.png \\
+        "CatNF reference code=experiments/results/baseline_curves/reference_catnf_sets.csv" \\
+        "recipe=catnf_sets=experiments/results/baseline_curves/catnf_sets_reference_optimiser.csv"
 """
 
 from __future__ import annotations

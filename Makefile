@@ -6,7 +6,7 @@ RESULTS ?= experiments/results
 EXPERIMENT_FILES = $(basename $(notdir $(wildcard experiments/*.yaml)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train toy toy-table reproduce results-section experiment-lm experiment-sets experiment-graphs experiment-sudoku experiments test test-slow bench clean
+.PHONY: help install train toy toy-table reproduce results-section baseline-curves experiment-lm experiment-sets experiment-graphs experiment-sudoku experiments test test-slow bench clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -46,6 +46,16 @@ experiment-sudoku: ## Sudoku table: 3 flows x recon_weight 1,10 x 2 seeds (= rep
 	$(MAKE) reproduce EXP=sudoku
 
 experiments: experiment-sets experiment-graphs experiment-sudoku ## all three constrained-generation tables
+
+C := experiments/results/baseline_curves
+baseline-curves: ## the recipes-against-reference plots from the committed curves (docs/baselines.md)
+	$(PYTHON) -m trufl.reporting.baseline_curves plot $(C)/lm.png \
+	  "CatNF reference code (seed 42)=$(C)/reference_catnf_lm.csv" "CatNF reference code (seed 43)=$(C)/reference_catnf_lm_seed43.csv" \
+	  "recipe=catnf_lm, optim=catnf_reference (seed 0)=$(C)/catnf_lm_reference_optimiser.csv" \
+	  "recipe=catnf_lm, optim=catnf_reference (seed 1)=$(C)/catnf_lm_reference_optimiser_seed1.csv" \
+	  "Argmax reference code=$(C)/reference_argmax_lm.csv" "recipe=argmax_lm, optim=argmax_reference=$(C)/argmax_lm_reference_optimiser.csv"
+	$(PYTHON) -m trufl.reporting.baseline_curves plot $(C)/sets.png \
+	  "CatNF reference code=$(C)/reference_catnf_sets.csv" "recipe=catnf_sets, optim=catnf_reference=$(C)/catnf_sets_reference_optimiser.csv"
 
 test: ## fast test suite (a few minutes on 2 cores); no tests collected counts as a failure
 	$(PYTEST) -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc

@@ -15,7 +15,7 @@ import csv
 import json
 from pathlib import Path
 
-from .plot_curves import read_curve
+from .plot_curves import read_curve, save_lines
 
 
 def export_curve(run: Path, out: Path, metric: str = "val/nll_bits") -> list[tuple[int, float]]:
@@ -37,25 +37,13 @@ def read_points(path: Path) -> tuple[list[int], list[float]]:
 
 
 def plot(curves: dict[str, Path], out: Path, ylabel: str = "validation −ELBO (bits per token)") -> Path:
-    """One line per ``label -> CSV``, saved to ``out``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """One line per ``label -> CSV`` (dashed where the label names the reference code), saved to ``out``."""
+    lines = []
     for label, path in curves.items():
         steps, values = read_points(path)
         style = "--" if "reference code" in label else "-"
-        ax.plot(steps, values, style, marker="o", label=f"{label} ({values[-1]:.3f} at {steps[-1]})")
-    ax.set_xlabel("training step")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+        lines.append((steps, values, f"{label} ({values[-1]:.3f} at {steps[-1]})", style))
+    return save_lines(lines, ylabel, out, figsize=(7, 4.5), legend_size=7)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,30 +26,39 @@ def read_curve(run: Path, metric: str) -> tuple[list[int], list[float]]:
     return steps, values
 
 
-def plot_curves(root: Path, metric: str, group: list[str], out: Path) -> Path:
-    """One line per run under ``root`` (labelled by ``group``), saved to ``out``."""
+def save_lines(lines: list[tuple[list[int], list[float], str, str]], ylabel: str, out: Path,
+               figsize: tuple[float, float] = (6, 4), legend_size: float | None = None) -> Path:
+    """One figure of ``(steps, values, label, line style)`` lines against the training step, saved to ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = sorted(p.parent for p in root.rglob("results.json") if (p.parent / "csv" / "metrics.csv").is_file())
-    if not runs:
-        raise SystemExit(f"no run with results.json and csv/metrics.csv under {root} (run with logger=csv)")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run in runs:
-        result = json.loads((run / "results.json").read_text())
-        steps, values = read_curve(run, metric)
-        label = " ".join(str(group_value(result, k)) for k in group)
-        ax.plot(steps, values, marker="o", label=f"{label} ({values[-1]:.3f})" if values else label)
+    fig, ax = plt.subplots(figsize=figsize)
+    for steps, values, label, style in lines:
+        ax.plot(steps, values, style, marker="o", label=label)
     ax.set_xlabel("training step")
-    ax.set_ylabel(metric)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=legend_size)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+def plot_curves(root: Path, metric: str, group: list[str], out: Path) -> Path:
+    """One line per run under ``root`` (labelled by ``group``), saved to ``out``."""
+    runs = sorted(p.parent for p in root.rglob("results.json") if (p.parent / "csv" / "metrics.csv").is_file())
+    if not runs:
+        raise SystemExit(f"no run with results.json and csv/metrics.csv under {root} (run with logger=csv)")
+    lines = []
+    for run in runs:
+        result = json.loads((run / "results.json").read_text())
+        steps, values = read_curve(run, metric)
+        label = " ".join(str(group_value(result, k)) for k in group)
+        lines.append((steps, values, f"{label} ({values[-1]:.3f})" if values else label, "-"))
+    return save_lines(lines, metric, out)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -101,6 +101,9 @@ class AutoregressivePrior(LogisticBaseFlow):
             raise ValueError(f"prior.inputs={inputs} embeds decoded tokens: the support must know K")
         if latent_embed and inputs == "decoded":
             raise ValueError("prior.latent_embed embeds the latents: it needs prior.inputs=latent|both")
+        if transform == "support" and base != "logistic":
+            raise ValueError("prior.transform=support maps onto the standard logistic base (its log density is the "
+                             f"mixture's exactly only there): prior.base=logistic, got {base!r}")
         dim, self.inputs, self.order, self.input_dropout = self.dim, inputs, order, input_dropout
         self.transform = make_transform(transform, support, num_bins, num_mixtures, num_flows, actnorm=actnorm,
                                         features=head_features, scale_bounds=scale_bounds, head_init=head_init)

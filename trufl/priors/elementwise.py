@@ -246,6 +246,11 @@ class SupportMixtureAt:
     def _finite(self, y: Tensor, log_pi: Tensor) -> tuple[Tensor, Tensor]:
         """e and log|de/dy|; outside every support the density is 0: e = 0 and log|det| = −inf."""
         e, log_dens, log_fs = self._flow(y, log_pi)
+        # On the logistic base (the only one allowed), log p(e) = log F + log(1 − F) = log_fs, so the prior's
+        # log density is log_dens exactly. Near a support's edge (F → 0 or 1) e and log_fs are each unbounded
+        # and cancel; their gradients overflowed float32 (NaN parameters after 34 steps of the default text
+        # job), so they are taken out: values unchanged, the gradient is log_dens's.
+        e, log_fs = e.detach(), log_fs.detach()
         inside = torch.isfinite(log_dens)
         return torch.where(inside, e, torch.zeros_like(e)), torch.where(inside, log_dens - log_fs, log_dens)
 

@@ -221,7 +221,7 @@ class SupportMixture(nn.Module):
         nn.init.zeros_(head.out.bias)
 
     def current(self, support: Support) -> SupportMixtureAt:
-        return SupportMixtureAt(self.dim, support.conditionals_fn)
+        return SupportMixtureAt(self.dim, support.conditionals_fn, cancel_gradients=self.training)
 
 
 class SupportMixtureAt:
@@ -229,8 +229,8 @@ class SupportMixtureAt:
 
     inverts_tokens = True  # later dimensions' weights follow from the earlier ones, not from the head
 
-    def __init__(self, dim: int, conditionals):
-        self.dim, self.conditionals = dim, conditionals
+    def __init__(self, dim: int, conditionals, cancel_gradients: bool = False):
+        self.dim, self.conditionals, self.cancel_gradients = dim, conditionals, cancel_gradients
 
     def _flow(self, y: Tensor, log_pi: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``y [..., D]``, ``log_pi [..., K]`` → ``logit F_d``, ``log p(y_d | y_<d)`` and
@@ -248,9 +248,11 @@ class SupportMixtureAt:
         e, log_dens, log_fs = self._flow(y, log_pi)
         # On the logistic base (the only one allowed), log p(e) = log F + log(1 − F) = log_fs, so the prior's
         # log density is log_dens exactly. Near a support's edge (F → 0 or 1) e and log_fs are each unbounded
-        # and cancel; their gradients overflowed float32 (NaN parameters after 34 steps of the default text
-        # job), so they are taken out: values unchanged, the gradient is log_dens's.
-        e, log_fs = e.detach(), log_fs.detach()
+        # and cancel; in training their gradients went NaN (every parameter NaN after 34 steps of the TRUFL
+        # text job), so there they are taken out: values unchanged, the gradient is log_dens's. In eval the
+        # map stays a flow with its own Jacobian (tests/test_flows.py).
+        if self.cancel_gradients:
+            e, log_fs = e.detach(), log_fs.detach()
         inside = torch.isfinite(log_dens)
         return torch.where(inside, e, torch.zeros_like(e)), torch.where(inside, log_dens - log_fs, log_dens)
 

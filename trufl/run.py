@@ -98,7 +98,7 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
 def evaluate(trainer: pl.Trainer, module, task, seed: int, splits: tuple[str, ...] = ("val", "test")) -> dict[str, float]:
     """The final evaluation: Lightning's validate (``val``) and test (``test``) loops on
     ``module``. Each split starts from ``seed``: the bounds draw z ~ q(z|x), so this makes them
-    a function of the weights alone, and ``trufl-eval`` on ``last.ckpt`` (trufl/eval.py, the
+    a function of the weights alone, and ``trufl-eval`` on ``last.ckpt`` (trufl/evaluation.py, the
     same function) repeats the run's numbers."""
     loops = {"val": trainer.validate, "test": trainer.test}
     metrics: dict[str, float] = {}

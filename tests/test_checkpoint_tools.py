@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -127,8 +128,16 @@ def test_load_errors_name_the_missing_path_and_the_run_without_checkpoint(tmp_pa
     with pytest.raises(ckpt.MissingCheckpointError, match=r"nowhere does not exist"):
         trufl.load(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ckpt.MissingCheckpointError, match=r"has no checkpoints/last.ckpt"):
+    (tmp_path / "empty" / "results.json").write_text(json.dumps({"status": "failed"}))
+    with pytest.raises(ckpt.MissingCheckpointError, match=r"empty has no checkpoints/last.ckpt \(results.json: status failed\)"):
         trufl.load(tmp_path / "empty")
+
+
+def test_run_dir_without_last_ckpt_uses_the_checkpoint_its_results_json_names(toy_run, tmp_path):
+    elsewhere = toy_run / "checkpoints" / "best.ckpt"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"status": "finished", "checkpoint": str(elsewhere)}))
+    assert ckpt.checkpoint_file(tmp_path / "run") == elsewhere
 
 
 def test_checkpoint_without_config_says_to_rebuild_from_results_json_and_that_works(toy_run, tmp_path):
@@ -212,4 +221,5 @@ def test_help_of_each_command_exits_0_and_is_a_console_script(module):
     assert done.returncode == 0, done.stderr
     assert "usage: trufl-" in done.stdout
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts[module.replace(".", "-")] == f"{module}:main"
+    target, _, function = scripts[module.replace(".", "-")].partition(":")
+    assert (target, function) == (module, "main") and callable(getattr(importlib.import_module(module), function))

@@ -42,16 +42,18 @@ class CheckpointWithoutConfigError(CheckpointError, ValueError):
 
 def checkpoint_file(path: str | Path) -> Path:
     """The ``.ckpt`` that ``path`` names: the file itself, or for a run directory its
-    ``checkpoints/last.ckpt`` (a ``checkpoints/`` folder: its ``last.ckpt``)."""
+    ``checkpoints/last.ckpt`` (a ``checkpoints/`` folder: its ``last.ckpt``; else the
+    ``checkpoint`` its results.json names)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise MissingCheckpointError(f"{path} does not exist: give a run directory (with {LAST}) or a .ckpt file")
     if path.is_file():
         return path
-    for candidate in (path / LAST, path / LAST.name):
+    named = _results(path / "results.json").get("checkpoint")  # elsewhere when callbacks.last.dirpath was changed
+    for candidate in (path / LAST, path / LAST.name, *([Path(named)] if named else [])):
         if candidate.is_file():
             return candidate
-    status = _status(path / "results.json")
+    status = _results(path / "results.json").get("status")
     found = sorted(p.name for p in (path / "checkpoints").glob("*.ckpt")) if (path / "checkpoints").is_dir() else []
     raise MissingCheckpointError(
         f"{path} has no {LAST}" + (f" (results.json: status {status})" if status else "")
@@ -59,11 +61,13 @@ def checkpoint_file(path: str | Path) -> Path:
            "; a run keeps one unless it ran with callbacks=none"))
 
 
-def _status(results: Path) -> str | None:
+def _results(path: Path) -> dict:
+    """A run's results.json, or nothing when there is none (or it cannot be read)."""
     try:
-        return json.loads(results.read_text()).get("status", "unknown")
+        found = json.loads(path.read_text())
     except (OSError, ValueError):
-        return None
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def run_dir_of(ckpt: Path) -> Path:

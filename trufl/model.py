@@ -6,11 +6,18 @@ weighted ELBO and logs the contract's metrics; the maths lives in :mod:`trufl.ob
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from . import checkpoint as ckpt
+from .builders import build, build_likelihood
 from .condition import Condition
+from .config import to_container
 from .data.base import Task
 from .metrics import LN2
 from .objective import Terms, bits_metrics, check_finite, iwbo, weighted_loss
@@ -38,7 +45,67 @@ class LikelihoodModule(pl.LightningModule):
         self.evaluation = evaluation or EvalSettings()
         self.check_finite_every = check_finite_every
         self.generation: Generation | None = None  # filled at the end of testing
-        # no save_hyperparameters: the resolved config is logged once and kept in results.json
+        #: the resolved config and K it was built from (:meth:`from_config`), saved in every checkpoint
+        #: (not save_hyperparameters: the constructor takes built objects, not the config)
+        self.config: dict | None = None
+        self.num_categories: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, num_categories: int) -> LikelihoodModule:
+        """The module for a task with ``num_categories`` categories, built from the composed
+        config; its checkpoints carry ``cfg`` (resolved) and K, so
+        :meth:`load_from_checkpoint` needs nothing else."""
+        optim = OptimSettings(**cfg.optim, max_steps=cfg.trainer.get("max_steps"))
+        module = cls(
+            build_likelihood(cfg, num_categories), build(cfg.weighting), cfg.recon_weight, cfg.kl_weight,
+            optim=optim, evaluation=EvalSettings(**cfg.eval), check_finite_every=cfg.check_finite_every,
+        )
+        module.config, module.num_categories = to_container(cfg), int(num_categories)
+        return module
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.config is not None:  # plain dicts, lists and scalars: loadable with weights_only=True
+            checkpoint[ckpt.CONFIG_KEY] = self.config
+            checkpoint[ckpt.CATEGORIES_KEY] = self.num_categories
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location="cpu", hparams_file=None,
+                             strict: bool | None = None, weights_only: bool = True, *,
+                             config: str | Path | Mapping | DictConfig | None = None, **kwargs) -> LikelihoodModule:
+        """The module of a checkpoint (or of a run directory's ``checkpoints/last.ckpt``),
+        rebuilt from the config the checkpoint carries: no Hydra needed (docs/checkpoints.md).
+
+        ``config`` replaces the stored config (a run's ``results.json``, a dict or a DictConfig):
+        for checkpoints from before checkpoints carried one, or to change ``eval.*``. It must
+        describe the same model. Loaded with ``weights_only=True`` unless told otherwise; on the CPU
+        unless ``map_location`` says otherwise. Lightning's ``hparams_file`` and keyword overrides
+        do not apply: the constructor takes built objects, not hyper-parameters."""
+        if hparams_file is not None or kwargs:
+            given = ["hparams_file"] * (hparams_file is not None) + sorted(kwargs)
+            raise TypeError(f"LikelihoodModule.load_from_checkpoint takes no {', '.join(given)}: the module is "
+                            "rebuilt from the checkpoint's config; pass config=<changed config> instead")
+        path = ckpt.checkpoint_file(checkpoint_path)
+        state = ckpt.read(path, map_location, weights_only)
+        return cls.from_checkpoint(state, path, config, strict=True if strict is None else strict)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict, path: Path, config: str | Path | Mapping | DictConfig | None = None,
+                        strict: bool = True) -> LikelihoodModule:
+        """The module of an already read checkpoint ``state`` (read from ``path``, named in errors)."""
+        if config is None:
+            stored, num_categories = ckpt.stored_config(state, path)
+            cfg = OmegaConf.create(stored)
+        else:
+            cfg = ckpt.config_from(config)
+            num_categories = state.get(ckpt.CATEGORIES_KEY)
+        if num_categories is None:
+            num_categories = ckpt.num_categories(cfg)
+        with torch.random.fork_rng(devices=[]):  # building initialises weights: leave the caller's RNG as it was
+            module = cls.from_config(cfg, num_categories)
+        module.on_load_checkpoint(state)
+        module.load_state_dict(state["state_dict"], strict=strict)
+        device = next((t.device for t in state["state_dict"].values() if isinstance(t, Tensor)), None)
+        return module.to(device) if device is not None else module
 
     def terms(self, batch: dict) -> tuple[Terms, Tensor, Condition | None]:
         condition = batch.get("condition")

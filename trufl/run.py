@@ -83,9 +83,7 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
             logger.log_hyperparams({**to_container(cfg), "choices": res.hydra_choices()})
         trainer.fit(module, datamodule=task, ckpt_path=cfg.ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-        for evaluate in (trainer.validate, trainer.test):  # the final weights (= last.ckpt); each stage resets callback_metrics
-            for stage in evaluate(module, datamodule=task, verbose=False):
-                metrics.update({k: float(v) for k, v in stage.items()})
+        metrics.update(evaluate(trainer, module, task, cfg.seed))  # the final weights (= last.ckpt)
         metrics = {k: v for k, v in sorted(metrics.items()) if k in contract_keys()}
         if trainer.is_global_zero:
             results = _finished_results(cfg, start, trainer, module, task, metrics)
@@ -95,6 +93,20 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
         return metrics
     finally:
         close_loggers([logger] if logger is not None else [])
+
+
+def evaluate(trainer: pl.Trainer, module, task, seed: int, splits: tuple[str, ...] = ("val", "test")) -> dict[str, float]:
+    """The final evaluation: Lightning's validate (``val``) and test (``test``) loops on
+    ``module``. Each split starts from ``seed``: the bounds draw z ~ q(z|x), so this makes them
+    a function of the weights alone, and ``trufl-eval`` on ``last.ckpt`` (trufl/evaluation.py, the
+    same function) repeats the run's numbers."""
+    loops = {"val": trainer.validate, "test": trainer.test}
+    metrics: dict[str, float] = {}
+    for split in splits:
+        pl.seed_everything(seed, workers=True, verbose=False)
+        for stage in loops[split](module, datamodule=task, verbose=False):  # each stage resets callback_metrics
+            metrics.update({k: float(v) for k, v in stage.items()})
+    return metrics
 
 
 def _log_media(logger, results: dict, out: Path) -> None:

@@ -5,7 +5,7 @@ Sudoku boards.
     python scripts/plot_samples.py multirun/experiments/graph_colouring_tiny/runs/0_trufl_graph_colouring_tiny
     python scripts/plot_samples.py <run dir> --num 12 --out colourings.png
 
-Reads the run's results.json (resolved config) and the checkpoint it names (last.ckpt), samples
+Reads the run's checkpoint (last.ckpt, which carries the run's config; trufl.load), samples
 with the same rejection rule as the test metrics (``eval.max_tries``) and writes
 ``<run dir>/samples.png`` unless --out is given.
 """
@@ -13,7 +13,6 @@ with the same rejection rule as the test metrics (``eval.max_tries``) and writes
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -25,9 +24,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 import torch  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
 
-from ..build import build, build_model  # noqa: E402
+from ..api import load  # noqa: E402
+from ..checkpoint import CheckpointError, checkpoint_file, run_dir_of  # noqa: E402
 from ..condition import Condition  # noqa: E402
 from ..sampling import sample_with_rejection  # noqa: E402
 
@@ -38,22 +37,16 @@ if TYPE_CHECKING:
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#edc948", "#76b7b2", "#ff9da7", "#9c755f", "#bab0ac"]
 
 
-def load_run(run: Path) -> tuple[Task, LikelihoodModule]:
-    """The run's datamodule and trained model (eval mode, CPU)."""
-    results = run / "results.json"
-    if not results.is_file():
-        sys.exit(f"{results} is missing: is {run} a finished run directory?")
-    found = json.loads(results.read_text())
-    ckpt = Path(found.get("checkpoint") or run / "checkpoints" / "last.ckpt")  # the evaluated (final) state
-    if not ckpt.is_file():
-        sys.exit(f"{ckpt} is missing (run status: {found.get('status', 'unknown')})")
-    cfg = OmegaConf.create(found["config"])
-    datamodule = build(cfg.dataset)
-    datamodule.setup()
-    model = build_model(cfg, datamodule.num_categories)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    model.load_state_dict(state)
-    return datamodule, model.eval()
+def load_run(run: Path, config: Path | None = None) -> tuple[Task, LikelihoodModule]:
+    """The run's datamodule (set up) and trained model (eval mode, CPU), from the checkpoint
+    alone (:func:`trufl.load`; ``config``: the run's results.json, for checkpoints written
+    before they carried their config)."""
+    try:
+        loaded = load(run, config=config)
+    except CheckpointError as err:
+        sys.exit(str(err))
+    loaded.task.setup()
+    return loaded.task, loaded.module
 
 
 def draw_graph(ax, colours: torch.Tensor, adjacency: torch.Tensor) -> None:
@@ -93,34 +86,39 @@ def sample(datamodule: Task, model: LikelihoodModule, num: int, seed: int) -> tu
     return sample_with_rejection(model.model, num, length, datamodule.is_valid, condition, model.evaluation.max_tries), condition
 
 
-def draw_samples(info: dict, condition: Condition, valid: torch.Tensor, sudoku: bool, title: str) -> Figure:
-    """A grid of the drawn objects (4 a row), each titled valid or invalid."""
-    num = len(info["samples"])
+def draw_samples(objects: list[tuple[torch.Tensor, torch.Tensor]], valid: list[bool], sudoku: bool, title: str,
+                 acceptance: float) -> Figure:
+    """A grid of the drawn objects (``(tokens, adjacency)`` each; 4 a row), each titled valid or invalid."""
+    num = len(objects)
     cols = min(num, 4)
     fig, axes = plt.subplots(math.ceil(num / cols), cols, figsize=(3 * cols, 3 * math.ceil(num / cols)), squeeze=False)
     draw = draw_board if sudoku else draw_graph
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if k < num:
-            draw(ax, info["samples"][k], condition.adjacency[k])
+            draw(ax, *objects[k])
             ax.set_title("valid" if valid[k] else "invalid", color="black" if valid[k] else "#d62728", fontsize=9)
-    fig.suptitle(f"{title}: {int(valid.sum())}/{num} valid (rejection, acceptance {info['acceptance']:.2f})", fontsize=10)
+    fig.suptitle(f"{title}: {sum(map(bool, valid))}/{num} valid (rejection, acceptance {acceptance:.2f})", fontsize=10)
     return fig
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path, help="a finished run directory (with results.json and checkpoints/)")
+    ap.add_argument("run", type=Path, help="a finished run directory (with checkpoints/last.ckpt) or a checkpoint")
     ap.add_argument("--num", type=int, default=8, help="objects to draw")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, help="image file (default: <run>/samples.png)")
+    ap.add_argument("--config", type=Path, metavar="RESULTS_JSON",
+                    help="the run's results.json, for checkpoints written before they carried their config")
     args = ap.parse_args(argv)
-    datamodule, model = load_run(args.run)
+    datamodule, model = load_run(args.run, args.config)
     info, condition = sample(datamodule, model, args.num, args.seed)
-    valid = datamodule.is_valid(info["samples"], condition)
+    valid = datamodule.is_valid(info["samples"], condition).tolist()
     sudoku = info["samples"].shape[1] == 81 and datamodule.num_categories == 9
-    fig = draw_samples(info, condition, valid, sudoku, args.run.name)
-    out = args.out or args.run / "samples.png"
+    objects = list(zip(info["samples"], condition.adjacency))
+    run_dir = run_dir_of(checkpoint_file(args.run))
+    fig = draw_samples(objects, valid, sudoku, run_dir.name, info["acceptance"])
+    out = args.out or run_dir / "samples.png"
     fig.savefig(out, dpi=110, bbox_inches="tight")
     print(f"written: {out}")
 

@@ -182,3 +182,15 @@ def test_wandb_run_gets_the_animation_and_final_frame_as_media(make_cfg, tmp_pat
 def test_bad_settings_are_refused_by_name(tmp_path, kwargs, key):
     with pytest.raises(ValueError, match=f"callbacks.support_history.{key} must be"):
         SupportHistory(tmp_path, **kwargs)
+
+
+def test_an_overlapping_start_is_named_in_the_figure_and_its_title():
+    from trufl.history_format import meta_record
+    from trufl.reporting.animate_toy import run_name
+    from trufl.reporting.animation import title
+
+    meta = meta_record("TruflDequantiser", 4, 1, 10.0, None, [0.0], 50, 100, init="central")
+    assert run_name(meta) == "trufl_d1_r10_central" and "central start" in title(meta, 5)
+    grid = meta_record("TruflDequantiser", 4, 1, 10.0, None, [0.0], 50, 100, init="grid")
+    assert run_name(grid) == "trufl_d1_r10" and "start" not in title(grid, 5)
+    assert run_name(meta_record("CatNFDequantiser", 4, 2, 1.0, None, [0.0], 50, 100)) == "catnf_d2_r1"

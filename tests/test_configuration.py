@@ -64,3 +64,14 @@ def test_every_committed_table_labels_its_rows(table):
     assert rows[0][0] == "configuration"
     assert {r[0] for r in rows[1:]} <= {"shared", "paper", "reference-optimiser", "tuned", "support-matched", "published"}
     assert "configuration" in table.with_suffix(".md").read_text().split("\n")[2]
+
+
+def test_a_row_key_one_flow_lacks_is_a_dash_and_a_key_no_run_has_is_an_error():
+    trufl_run = result(None, "trufl", 1.9, ["flow=trufl", "flow.init=central"])
+    trufl_run["config"]["flow"] = {"_target_": "trufl.dequantisers.TruflDequantiser", "init": "central"}
+    other = result(None, "argmax", 2.2, ["flow=argmax"])
+    other["config"]["flow"] = {"_target_": "trufl.dequantisers.ArgmaxDequantiser"}
+    header, rows = build_table([trufl_run, other], ["flow", "flow.init"], ["test/nll_bits"])
+    assert [r[:3] + [r[5]] for r in rows] == [["shared", "argmax", "—", "2.200"], ["shared", "trufl", "central", "1.900"]]
+    with pytest.raises(KeyError, match="flow.int"):
+        build_table([trufl_run, other], ["flow", "flow.int"], ["test/nll_bits"])

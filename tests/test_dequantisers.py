@@ -31,6 +31,8 @@ def randomise(deq, seed: int = 0):
 FACTORIES = {
     "trufl": lambda K, D: TruflDequantiser(K, D),
     "trufl_locscale": lambda K, D: TruflDequantiser(K, D, location_scale=True),
+    "trufl_central_start": lambda K, D: TruflDequantiser(K, D, init="central"),
+    "trufl_random_start": lambda K, D: TruflDequantiser(K, D, init="random"),
     "catnf": lambda K, D: CatNFDequantiser(K, D),
     "catnf_flows": lambda K, D: CatNFDequantiser(K, D, num_flows=2, hidden=8),
     "catnf_embedding": lambda K, D: CatNFDequantiser(K, D, parameterisation="embedding", embed_dim=8),
@@ -96,6 +98,31 @@ def test_trufl_disjoint_boxes_decode_with_probability_one():
     lo, hi = torch.tensor(deq.summary()["box_lower"]), torch.tensor(deq.summary()["box_upper"])
     overlap = ((torch.minimum(hi[:, None], hi[None]) - torch.maximum(lo[:, None], lo[None])) > 0).all(-1)
     assert overlap.sum() == 27, "initial boxes overlap (only the diagonal may)"
+
+
+@pytest.mark.parametrize("init", ["central", "random"])
+def test_trufl_overlapping_starts_overlap_inside_the_unit_interval(init):
+    torch.manual_seed(0)
+    deq = TruflDequantiser(6, 2, init=init)
+    lo, hi = torch.tensor(deq.summary()["box_lower"]), torch.tensor(deq.summary()["box_upper"])
+    assert (lo > 0).all() and (hi < 1).all() and (hi - lo >= 0.3 - 1e-6).all()
+    overlap = ((torch.minimum(hi[:, None], hi[None]) - torch.maximum(lo[:, None], lo[None])) > 0).all(-1)
+    assert overlap.float().mean() >= (1.0 if init == "central" else 0.5), "most pairs of boxes must start overlapping"
+    x = torch.randint(0, 6, (4096,))
+    z, _ = deq.sample(x)
+    assert (deq.decoder_log_prob(z).exp().amax(-1) < 1).float().mean() > 0.9, "overlapping boxes cannot decode exactly"
+
+
+def test_trufl_central_start_is_one_interval_up_to_a_symmetry_breaking_shift():
+    deq = TruflDequantiser(4, 1, init="central")
+    lo, hi = torch.tensor(deq.summary()["box_lower"]), torch.tensor(deq.summary()["box_upper"])
+    assert torch.allclose(lo, torch.full_like(lo, 0.25), atol=3e-3) and torch.allclose(hi - lo, torch.full_like(lo, 0.5), atol=1e-4)
+    assert len(set(lo.flatten().tolist())) == 4, "identical boxes would get identical gradients"
+
+
+def test_trufl_rejects_an_unknown_start():
+    with pytest.raises(ValueError, match="init"):
+        TruflDequantiser(4, 1, init="middle")
 
 
 def test_trufl_partition_init_uses_distinct_grid_cells():

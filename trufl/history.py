@@ -106,7 +106,7 @@ class SupportHistory(pl.Callback):
         probs = getattr(trainer.datamodule, "probs", None)
         return meta_record(type(deq).__name__, deq.num_categories, deq.dim, getattr(pl_module, "recon_weight", None),
                            list(probs) if probs is not None else None, self.axis.tolist(), self.every_n_steps,
-                           trainer.max_steps)
+                           trainer.max_steps, getattr(deq, "init", None))
 
     def _frame(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Append the frame of the current step (once per step)."""

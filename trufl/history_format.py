@@ -38,11 +38,13 @@ def rounded(values: list | float) -> list | float:
 
 
 def meta_record(dequantiser: str, num_categories: int, dim: int, recon_weight: float | None,
-                probs: list[float] | None, axis: list[float], every_n_steps: int, max_steps: int) -> dict:
-    """The first record: what the run is and the grid every frame is drawn on."""
+                probs: list[float] | None, axis: list[float], every_n_steps: int, max_steps: int,
+                init: str | None = None) -> dict:
+    """The first record: what the run is (``init``: where TRUFL's boxes started, None for other
+    dequantisers) and the grid every frame is drawn on."""
     return {"kind": "meta", "dequantiser": dequantiser, "num_categories": num_categories, "dim": dim,
             "recon_weight": recon_weight, "probs": probs, "axis": axis, "every_n_steps": every_n_steps,
-            "max_steps": max_steps}
+            "max_steps": max_steps, "init": init}
 
 
 def frame_record(step: int, boxes: tuple[list, list] | None, summary: dict, density: list, prior: list,

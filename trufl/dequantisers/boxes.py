@@ -63,3 +63,26 @@ def grid_partition(num_categories: int, dim: int, gap: float) -> tuple[Tensor, T
     a = (digits + gap) / n
     w = torch.full_like(a, (1 - 2 * gap) / n)
     return a, w
+
+
+def overlapping_boxes(num_categories: int, dim: int, kind: str, generator: torch.Generator | None = None
+                      ) -> tuple[Tensor, Tensor]:
+    """Overlapping initial boxes, the start from which TRUFL must *learn* its truncations
+    (the grid starts them already apart). Returns ``a, w [K, D]``.
+
+    * ``central``: every box on the same central interval [0.25, 0.75] of every dimension,
+      shifted per category by at most 1% of its width (exactly equal boxes would receive
+      exactly equal gradients from a category-symmetric prior);
+    * ``random``: a random interval per box and dimension, width U(0.3, 0.7) and its
+      lower bound uniform in what is left, drawn from ``generator`` (the seeded global one
+      by default), so that most pairs overlap.
+    """
+    k = torch.arange(num_categories, dtype=torch.float64)
+    if kind == "central":
+        a = 0.25 + 0.005 * (k / max(num_categories - 1, 1) - 0.5)
+        return a[:, None].expand(num_categories, dim).clone(), torch.full((num_categories, dim), 0.5, dtype=torch.float64)
+    if kind == "random":
+        w = 0.3 + 0.4 * torch.rand(num_categories, dim, generator=generator, dtype=torch.float64)
+        a = (1 - w) * torch.rand(num_categories, dim, generator=generator, dtype=torch.float64)
+        return a, w
+    raise ValueError(f"unknown overlapping initialisation {kind!r}: central | random")

@@ -34,9 +34,10 @@ from ..distributions import NEG_INF, bounded, logistic_log_pdf, sample_uniform
 from ..settings import Count, Positive, Range, checked
 from .base import ContextDim, Dequantiser, NumCategories
 from .boundary import exact_recon_1d, face_surrogate
-from .boxes import Boxes, grid_partition
+from .boxes import Boxes, grid_partition, overlapping_boxes
 
 BoundaryGradient = Literal["auto", "exact", "sampled", "none"]
+BoxInit = Literal["grid", "central", "random"]
 
 
 class TruflDequantiser(Dequantiser):
@@ -47,7 +48,10 @@ class TruflDequantiser(Dequantiser):
         dim: D, latent dimensions per token (None: 1, measured best for TRUFL on text).
         location_scale: learn a per-category elementwise affine flow (μ_k, s_k).
         boundary_gradient: one of ``auto | exact | sampled | none``.
-        init_gap: relative gap left between neighbouring boxes at initialisation.
+        init: where the boxes start: ``grid`` (disjoint cells, ``init_gap`` apart), ``central``
+            (all on one central interval) or ``random`` (random overlapping intervals); from the
+            overlapping starts the partition has to be learned (docs/toy.md).
+        init_gap: relative gap left between neighbouring boxes at the ``grid`` start.
         max_log_scale: bound on |log s_k| (tanh-squashed).
         context_dim: width of an optional per-token context that shifts the bounds.
     """
@@ -59,6 +63,7 @@ class TruflDequantiser(Dequantiser):
         dim: Count | None = None,
         location_scale: bool = False,
         boundary_gradient: BoundaryGradient = "auto",
+        init: BoxInit = "grid",
         init_gap: Annotated[float, Range(0, 0.5, high_open=True)] = 0.01,
         max_log_scale: Positive = 3.0,
         context_dim: ContextDim = 0,
@@ -74,10 +79,11 @@ class TruflDequantiser(Dequantiser):
         if boundary_gradient == "auto":
             boundary_gradient = "exact" if exact_ok else "sampled"
         self.boundary_gradient = boundary_gradient
+        self.init = init
         self.location_scale = location_scale
         self.max_log_scale = max_log_scale
 
-        a, w = grid_partition(num_categories, dim, init_gap)
+        a, w = grid_partition(num_categories, dim, init_gap) if init == "grid" else overlapping_boxes(num_categories, dim, init)
         gaps = torch.stack([a, w, 1 - a - w], dim=-1).clamp_min(1e-4)
         # Three logits per (k, d): left gap, width, right gap; the softmax keeps
         # 0 < a < b < 1 and the bounds ordered whatever the optimiser does.

@@ -5,7 +5,8 @@ histories (``callbacks.support_history``, on for ``experiment=toy``); no model n
 
 Per run: ``<name>.gif`` (one frame per recorded step) and ``<name>.png`` (the last
 frame). Without ``--out`` they go into the run directory as ``support.gif/png``; with
-it, ``<name>`` says what the run is: ``trufl_d1_r10`` (dequantiser, flow.dim, recon_weight).
+it, ``<name>`` says what the run is: ``trufl_d1_r10`` (dequantiser, flow.dim, recon_weight;
+``trufl_d1_r10_central`` for an overlapping start, flow.init).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from .animation import animate, flow_name
 
 
 def run_name(meta: dict) -> str:
-    """``trufl_d1_r10``: dequantiser, latent dimensions and recon_weight of a history's run."""
-    return f"{flow_name(meta).lower()}_d{meta['dim']}_r{meta['recon_weight']:g}"
+    """``trufl_d1_r10``: dequantiser, latent dimensions and recon_weight of a history's run, then
+    the boxes' start when it is not the grid (``trufl_d1_r10_central``)."""
+    start = meta.get("init")
+    return f"{flow_name(meta).lower()}_d{meta['dim']}_r{meta['recon_weight']:g}" + (f"_{start}" if start not in (None, "grid") else "")
 
 
 def unique_name(name: str, taken: set[str]) -> str:

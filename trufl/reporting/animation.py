@@ -170,7 +170,9 @@ def flow_name(meta: dict) -> str:
 
 
 def title(meta: dict, step: int) -> str:
-    return f"{flow_name(meta)}, D={meta['dim']}, recon_weight={meta['recon_weight']:g}: step {step}"
+    start = meta.get("init")
+    start = f", {start} start" if start not in (None, "grid") else ""
+    return f"{flow_name(meta)}, D={meta['dim']}, recon_weight={meta['recon_weight']:g}{start}: step {step}"
 
 
 def draw_frame(fig: Figure, history: dict, index: int, ymax: float | None = None) -> dict:

@@ -66,7 +66,8 @@ def provenance(name: str, results: Path, md: str) -> list[str]:
             line = f"Command: `{sweep['reproduce']}`. {sweep['note']}"
             return [line + (f" The runs' own wall times sum to {summed[0] / 60:.1f} min." if summed else "")]
         return [f"Command: `{sweep['reproduce']}` (sweep on the `{sweep['launcher']}` launcher, finished "
-                f"{sweep['finished_utc']} UTC). Sweep wall time on {MACHINE}: {sweep['wall_time_s'] / 60:.1f} min."]
+                f"{sweep['finished_utc']} UTC). Sweep wall time on {MACHINE}: {sweep['wall_time_s'] / 60:.1f} min."
+                + (f" {sweep['note']}" if sweep.get("note") else "")]  # e.g. what else the machine was running
     lines = [f"Command: not recorded (made before `make reproduce`); `make reproduce EXP={name}` re-runs it."]
     stated = STATED_WALL_TIME.search(md)
     summed = wall_time_column(results / f"{name}.csv")

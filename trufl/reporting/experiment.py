@@ -20,8 +20,9 @@ and ``{run_dirs}``: the finished run directories, one argument each), or
 Output under ``<out>`` (default multirun/experiments/<name>): ``table.md``, ``table.csv``,
 ``table.tex`` (booktabs), ``sweep.json`` (the sweep's command, as run from the repository root,
 its launcher and wall time),
-``curves.png`` and ``figures/`` when the file asks; the runs are under ``<out>/runs``.
-``--publish DIR`` copies them to ``DIR/<name>.{md,csv,tex,json}``, ``DIR/<name>_curves.png``
+``curves.png``, ``curves.csv`` (their data) and ``figures/`` when the file asks (``curves``:
+:mod:`trufl.reporting.curves`, which also adds the steps-to-target column); the runs are under
+``<out>/runs``. ``--publish DIR`` copies them to ``DIR/<name>.{md,csv,tex,json}``, ``DIR/<name>_curves.{png,csv}``
 and ``DIR/<name>_figures/`` (what scripts/results_section.py reads for docs/results.md).
 """
 
@@ -37,6 +38,7 @@ import sys
 from pathlib import Path
 
 from .formats import latex, markdown, without, write_csv
+from .curves import CurveSpec, add_steps_column, read_curves, target_value, write_curves_csv
 from .plot_curves import plot_curves
 from .repository import ROOT
 from .runs import group_value, load, status
@@ -58,6 +60,9 @@ def table(spec: dict, runs: Path) -> tuple[list[str], list[list[str]]]:
         row = [str(pub.get(k, "published" if k == "configuration" else "")) for k in group] + ["—", "published"]
         row += [f"{pub[c['label']]:.{c.get('digits', 3)}f}" if c["label"] in pub else "" for c in columns]
         rows.append(row + [""] * (len(header) - len(row)))
+    curves = CurveSpec.read(spec.get("curves"))
+    if curves is not None and curves.target is not None:  # who gets near the target, and how soon
+        header, rows = add_steps_column(curves, read_curves(runs, curves.metric), group, header, rows)
     return header, rows
 
 
@@ -102,8 +107,13 @@ def figure_commands(spec: dict, runs: Path, out: Path) -> list[list[str]]:
 
 def draw_figures(spec: dict, runs: Path, out: Path) -> list[str]:
     """The learning curves (when the file asks) and each figure command; returns the failed commands."""
-    if spec.get("curves"):  # learning curves from the runs' CSV logs
-        print(f"written: {plot_curves(runs, spec['curves'], spec['rows'][1:], out / 'curves.png')}")
+    curves = CurveSpec.read(spec.get("curves"))
+    if curves is not None:  # learning curves from the runs' CSV logs: the picture and its data
+        found = read_curves(runs, curves.metric)
+        target = target_value(curves, found)
+        hlines = {} if target is None else {f"target {target:.3f}": target, f"target + {curves.delta:g}": target + curves.delta}
+        print(f"written: {plot_curves(runs, curves.metric, spec['rows'][1:], out / 'curves.png', curves.log_steps, hlines)}")
+        print(f"written: {write_curves_csv(found, row_keys(spec['rows']), curves.metric, out / 'curves.csv')}")
     failed = []
     for cmd in figure_commands(spec, runs, out):
         print("$", shlex.join(cmd), flush=True)
@@ -117,7 +127,7 @@ def publish(spec: dict, out: Path, target: Path) -> list[Path]:
     name = spec["name"]
     target.mkdir(parents=True, exist_ok=True)
     copies = {f"table.{ext}": f"{name}.{ext}" for ext in ("md", "csv", "tex")}
-    copies.update({"sweep.json": f"{name}.json", "curves.png": f"{name}_curves.png"})
+    copies.update({"sweep.json": f"{name}.json", "curves.png": f"{name}_curves.png", "curves.csv": f"{name}_curves.csv"})
     written = []
     for source, dest in copies.items():
         if (out / source).is_file():

@@ -16,19 +16,31 @@ from .runs import group_value
 
 
 def read_curve(run: Path, metric: str) -> tuple[list[int], list[float]]:
-    """(steps, values) of ``metric`` in a run's CSV log (rows without it skipped)."""
-    steps, values = [], []
+    """(steps done, values) of ``metric`` in a run's CSV log (rows without it skipped). Inside
+    fit a row is logged at the index of the step just done (steps done − 1); the final
+    evaluation after fit logs at the number of steps done, so it counts at the run's
+    ``global_step`` (results.json), and only where no validation inside fit holds that step
+    (the same weights: the in-fit value is the curve's, as the reference code logs it)."""
+    results = run / "results.json"
+    done = json.loads(results.read_text()).get("global_step") if results.is_file() else None
+    curve: dict[int, float] = {}
     with open(run / "csv" / "metrics.csv") as f:
         for row in csv.DictReader(f):
             if row.get(metric):
-                steps.append(int(row["step"]) + 1)  # logged after the step: count steps done
-                values.append(float(row[metric]))
-    return steps, values
+                step = int(row["step"]) + 1
+                if done and step > done:  # the evaluation after fit
+                    curve.setdefault(done, float(row[metric]))
+                else:
+                    curve[step] = float(row[metric])
+    return list(curve), list(curve.values())
 
 
 def save_lines(lines: list[tuple[list[int], list[float], str, str]], ylabel: str, out: Path,
-               figsize: tuple[float, float] = (6, 4), legend_size: float | None = None) -> Path:
-    """One figure of ``(steps, values, label, line style)`` lines against the training step, saved to ``out``."""
+               figsize: tuple[float, float] = (6, 4), legend_size: float | None = None,
+               log_steps: bool = False, hlines: dict[str, float] | None = None) -> Path:
+    """One figure of ``(steps, values, label, line style)`` lines against the training step, saved
+    to ``out``; ``log_steps``: a log-scaled step axis; ``hlines``: labelled horizontal lines
+    (a target)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -37,6 +49,10 @@ def save_lines(lines: list[tuple[list[int], list[float], str, str]], ylabel: str
     fig, ax = plt.subplots(figsize=figsize)
     for steps, values, label, style in lines:
         ax.plot(steps, values, style, marker="o", label=label)
+    for label, y in (hlines or {}).items():
+        ax.axhline(y, color="grey", ls=":", lw=1, label=label)
+    if log_steps:
+        ax.set_xscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -47,8 +63,10 @@ def save_lines(lines: list[tuple[list[int], list[float], str, str]], ylabel: str
     return out
 
 
-def plot_curves(root: Path, metric: str, group: list[str], out: Path) -> Path:
-    """One line per run under ``root`` (labelled by ``group``), saved to ``out``."""
+def plot_curves(root: Path, metric: str, group: list[str], out: Path, log_steps: bool = False,
+                hlines: dict[str, float] | None = None) -> Path:
+    """One line per run under ``root`` (labelled by ``group``), saved to ``out`` (``log_steps``,
+    ``hlines``: see :func:`save_lines`)."""
     runs = sorted(p.parent for p in root.rglob("results.json") if (p.parent / "csv" / "metrics.csv").is_file())
     if not runs:
         raise SystemExit(f"no run with results.json and csv/metrics.csv under {root} (run with logger=csv)")
@@ -58,7 +76,7 @@ def plot_curves(root: Path, metric: str, group: list[str], out: Path) -> Path:
         steps, values = read_curve(run, metric)
         label = " ".join(str(group_value(result, k)) for k in group)
         lines.append((steps, values, f"{label} ({values[-1]:.3f})" if values else label, "-"))
-    return save_lines(lines, metric, out)
+    return save_lines(lines, metric, out, log_steps=log_steps, hlines=hlines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from .curves import CurveSpec
 from .repository import EXPERIMENTS
 
 REQUIRED = ("title", "sweep", "rows", "columns")
@@ -21,6 +22,10 @@ def read_spec(path: Path) -> dict:
     missing = [k for k in REQUIRED if k not in (spec or {})]
     if missing:
         sys.exit(f"{path}: missing {', '.join(missing)} (needs {', '.join(REQUIRED)})")
+    try:
+        CurveSpec.read(spec.get("curves"), f"{path}: curves")  # checked now, not after the sweep
+    except ValueError as err:
+        sys.exit(str(err))
     spec.setdefault("published", [])
     spec.setdefault("tiny", [])
     spec.setdefault("figures", [])

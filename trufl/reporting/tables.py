@@ -131,7 +131,7 @@ def overrides_cell(runs: list[dict]) -> str:
     return " | ".join(sorted(lists))
 
 
-def _row_value(result: dict, key: str, results: list[dict]) -> Any:
+def row_value(result: dict, key: str, results: list[dict]) -> Any:
     """``group_value``, or ``—`` for a key that this run's config lacks but another run's has
     (e.g. ``flow.init``, TRUFL's option, on a CatNF row); a key no run has is an error."""
     try:
@@ -156,7 +156,7 @@ def build_table(
     check_metrics([r for r in results if status(r) == "finished"], metrics)
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault(tuple(_row_value(r, k, results) for k in group), []).append(r)
+        groups.setdefault(tuple(row_value(r, k, results) for k in group), []).append(r)
     header = [*group, "seeds", "status", *metrics] + (WIDTH_COLUMNS if widths else []) + ["overrides"]
     rows = []
     for key, runs in sorted(groups.items(), key=lambda kv: tuple(str(v) for v in kv[0])):

@@ -292,7 +292,8 @@ def eval_throughput(cfgs: dict[str, DictConfig], k: int, num_batches: int) -> di
 # -- 6. data generation ------------------------------------------------------------
 def data_generation(count: int) -> dict[str, dict]:
     """Objects per second of the constrained tasks' generators on one process."""
-    from trufl.data.graphs import GraphColouringDataModule, generate_chunk
+    from trufl.data.graph_generation import generate_chunk
+    from trufl.data.graphs import GraphColouringDataModule
     from trufl.data.sudoku import generate_boards
 
     out = {}

@@ -4,11 +4,13 @@ checked independently of the generator."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from trufl.condition import Condition
 
-from trufl.data.graphs import GraphColouringDataModule, is_bipartite
+from trufl.data.graph_generation import connected_graph, edge_probability_range, is_bipartite
+from trufl.data.graphs import GraphColouringDataModule
 from trufl.data.sudoku import boards_are_valid, random_board
 
 from .oracles import chromatic_number_brute_force
@@ -22,6 +24,68 @@ def test_every_generated_graph_has_chromatic_number_three(tmp_path):
             assert 10 <= n <= 20
             assert chromatic_number_brute_force(n, edges) == 3, (split, n, edges)
             assert (colours[edges[:, 0]] != colours[edges[:, 1]]).all()
+
+
+def bfs_reaches_every_node(n: int, edges: np.ndarray) -> bool:
+    """Oracle: a plain BFS over adjacency sets from node 0."""
+    adj = {i: set() for i in range(n)}
+    for a, b in edges:
+        adj[int(a)].add(int(b))
+        adj[int(b)].add(int(a))
+    seen, queue = {0}, [0]
+    while queue:
+        for v in adj[queue.pop()] - seen:
+            seen.add(v)
+            queue.append(v)
+    return len(seen) == n
+
+
+def density(n: int, edges: np.ndarray) -> float:
+    return len(edges) / (n * (n - 1) / 2)
+
+
+@pytest.mark.parametrize("size,nodes", [("tiny", (10, 20)), ("large", (25, 50))])
+def test_catnf_generator_graphs_are_connected_with_min_degree_one_and_chromatic_number_three(tmp_path, size, nodes):
+    dm = GraphColouringDataModule(size, train_size=40, val_size=10, test_size=10, data_dir=str(tmp_path), generation_workers=1)
+    assert dm.generator == "catnf"  # the default: the published rows' data
+    graphs = [g for split in dm.graphs.values() for g in split]
+    for n, edges, colours in graphs:
+        assert nodes[0] <= n <= nodes[1]
+        assert (edges[:, 0] < edges[:, 1]).all() and len({tuple(e) for e in edges.tolist()}) == len(edges)
+        assert np.bincount(edges.ravel(), minlength=n).min() >= 1, "an isolated node"
+        assert bfs_reaches_every_node(n, edges), "a disconnected graph"
+        assert (colours[edges[:, 0]] != colours[edges[:, 1]]).all()
+        if n <= 30:  # the backtracking oracle is exponential: small graphs only
+            assert chromatic_number_brute_force(n, edges) == 3, (n, edges)
+    assert 0.1 <= np.mean([density(n, e) for n, e, _ in graphs]) <= 0.3
+
+
+def test_catnf_edge_probability_is_drawn_from_its_range_and_sets_the_density():
+    assert edge_probability_range(20, 20) == pytest.approx((0.1, 0.2))  # CatNF's cap 0.2 * max_nodes / n at n = max_nodes
+    assert edge_probability_range(10, 20) == pytest.approx((0.1, 0.3))
+    rng = np.random.default_rng(0)
+    for p in (0.1, 0.2, 0.3):
+        dens = [density(40, connected_graph(rng, 40, p)) for _ in range(200)]
+        # each pair an edge with probability p (the mean's std is 0.0012 at most); repairs add few edges at 40 nodes
+        assert p - 0.005 <= np.mean(dens) <= p + 0.01, (p, np.mean(dens))
+
+
+@pytest.mark.parametrize("generator", ["catnf", "gnp"])
+def test_graphs_are_reproducible_by_seed_and_change_with_it(tmp_path, generator):
+    def train(seed, where):
+        dm = GraphColouringDataModule("tiny", train_size=30, val_size=5, test_size=5, generator=generator, seed=seed,
+                                      data_dir=str(tmp_path / where), generation_workers=1)
+        return [(n, e.tolist(), c.tolist()) for n, e, c in dm.graphs["train"]]
+
+    assert train(0, "a") == train(0, "b")
+    assert train(0, "a") != train(1, "c")
+
+
+def test_gnp_generator_is_still_selectable_and_allows_isolated_nodes(tmp_path):
+    dm = GraphColouringDataModule("tiny", train_size=60, val_size=5, test_size=5, generator="gnp", data_dir=str(tmp_path), generation_workers=1)
+    graphs = dm.graphs["train"]
+    assert all(chromatic_number_brute_force(n, e) == 3 for n, e, _ in graphs)
+    assert any(np.bincount(e.ravel(), minlength=n).min() == 0 for n, e, _ in graphs)  # what catnf rules out
 
 
 def test_graph_batches_group_node_counts_and_permute_colours(tmp_path):

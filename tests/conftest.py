@@ -1,4 +1,4 @@
-"""Shared fixtures: compose real configs from conf/ with a temporary output dir."""
+"""Shared fixtures: compose real configs (trufl.config_dir()) with a temporary output dir."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from trufl import config_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
+CONF = config_dir()
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -142,7 +142,7 @@ def config_comment_commands(root: Path = ROOT) -> list[tuple[str, str]]:
     """``(file:line, command)`` of the commands written in the comments of ``conf/`` (the
     presets document their variants there)."""
     out = []
-    for path in sorted((root / "conf").rglob("*.yaml")):
+    for path in sorted(CONF.rglob("*.yaml")):
         for number, line in enumerate(path.read_text().split("\n"), 1):
             comment = line.partition("#")[2]
             if COMMAND in comment:

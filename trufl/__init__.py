@@ -13,4 +13,4 @@ except PackageNotFoundError:  # a source tree that was never installed
 def config_dir() -> Path:
     """The folder of trufl's Hydra configs (``config.yaml`` and its groups): what
     ``python -m trufl.train``, ``train.py``, the tests and the reporting tools compose from."""
-    return Path(__file__).resolve().parent.parent / "conf"
+    return Path(__file__).resolve().parent / "conf"

@@ -1,4 +1,4 @@
-"""Logger factories referenced by ``conf/logger/*.yaml``."""
+"""Logger factories referenced by ``trufl/conf/logger/*.yaml``."""
 
 from __future__ import annotations
 

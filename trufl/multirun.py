@@ -76,7 +76,7 @@ def validate_sweep(config: DictConfig, config_loader) -> int:
 
 
 class ValidateJobs(Callback):
-    """Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``): a multirun
+    """Hydra callback (``hydra.callbacks`` in ``trufl/conf/hydra/default.yaml``): a multirun
     validates every job's config before the sweeper creates a directory or launches
     (or queues, on SLURM) a single job."""
 

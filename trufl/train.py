@@ -8,7 +8,7 @@ import hydra
 from omegaconf import DictConfig
 
 from . import config_dir
-from .extras import require
+from .extras import MissingExtraError, require
 
 #: command-line choices that need a Hydra plugin from an extra: (override prefix, plugin module, extra)
 PLUGIN_CHOICES = (
@@ -38,7 +38,10 @@ def require_plugins(args: Sequence[str]) -> None:
 
 def cli() -> None:
     """``trufl-train`` / ``python -m trufl.train`` / ``python train.py``: Hydra's command line."""
-    require_plugins(sys.argv[1:])
+    try:
+        require_plugins(sys.argv[1:])
+    except MissingExtraError as err:  # a usage error: the message alone, status 1, as Hydra exits
+        sys.exit(str(err))
     main()
 
 

@@ -1,16 +1,8 @@
-"""Hydra entry point: ``python train.py flow=trufl recon_weight=10`` (see README)."""
+"""Hydra entry point: ``python train.py flow=trufl recon_weight=10`` (see README). The job is
+:func:`trufl.train.main`; an installed trufl runs the same as ``python -m trufl.train`` or
+``trufl-train``."""
 
-import hydra
-from omegaconf import DictConfig
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> float:
-    from trufl.run import run  # imported here so --help and tab completion stay fast
-
-    metrics = run(cfg)
-    return metrics.get(cfg.get("optimized_metric", "val/nll_bits"), float("nan"))  # what sweepers optimise
-
+from trufl.train import cli
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -52,6 +52,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from rich.console import Console
 
+from trufl import config_dir
 from trufl.build import build, build_model, build_trainer
 from trufl.objective import iwbo, weighted_loss
 from trufl.priors.reference import recomputing_inverse
@@ -98,7 +99,7 @@ def compose_cfg(overrides: list[str], out_dir: Path, data_dir: str | None) -> Di
     fixed = ["logger=csv", f"paths.output_dir={out_dir}", "trainer.enable_progress_bar=false"]
     if data_dir:
         fixed.append(f"paths.data_dir={data_dir}")
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose("config", overrides=[*fixed, *overrides])
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: compose real configs from conf/ with a temporary output dir."""
+"""Shared fixtures: compose real configs (trufl.config_dir()) with a temporary output dir."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from trufl import config_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-CONF = ROOT / "conf"
+CONF = config_dir()
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -25,7 +27,7 @@ def data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def make_cfg(tmp_path, data_dir):
-    """``make_cfg(*overrides) -> DictConfig`` composed from conf/ like train.py does."""
+    """``make_cfg(*overrides) -> DictConfig`` composed from trufl/conf/ like train.py does."""
 
     def _make(*overrides: str, out: Path | None = None) -> DictConfig:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

@@ -12,7 +12,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from tests.conftest import toy
+from .conftest import toy
 from trufl.history import SupportHistory
 from trufl.history_format import FILENAME, read_history
 from trufl.reporting.animate_toy import main as animate_main

@@ -86,7 +86,7 @@ def override_value(number) -> str:
 class Section:
     """One node of the composed config: its key ``prefix`` ("" at the top), the overrides
     selecting it, its ``_target_`` (None for the run/optim/eval settings), its parameters
-    (name -> annotation; the job's injected ones left out) and the keys conf/ sets."""
+    (name -> annotation; the job's injected ones left out) and the keys trufl/conf/ sets."""
 
     prefix: str
     select: tuple[str, ...]
@@ -153,7 +153,7 @@ def _target_section(prefix: str, select: tuple[str, ...], node: DictConfig) -> S
 
 def sections() -> list[Section]:
     """Every node of the config: the run/optim/eval settings, each option of each group
-    (and the nested parts it builds), and each callback of conf/callbacks/ and of the experiments."""
+    (and the nested parts it builds), and each callback of trufl/conf/callbacks/ and of the experiments."""
     from trufl.config import RunSettings
     from trufl.optim import OptimSettings
     from trufl.sampling import EvalSettings
@@ -193,7 +193,7 @@ def typo(name: str, rng: random.Random) -> str:
 
 
 def all_cases(rng: random.Random) -> list[Case]:
-    """Every bad override we can derive, over all groups, options and keys conf/ sets."""
+    """Every bad override we can derive, over all groups, options and keys trufl/conf/ sets."""
     cases = []
     for section in sections():
         for key in sorted(section.shipped):
@@ -303,7 +303,7 @@ def test_valid_edge_values_are_accepted(hydra_conf, override):
 
 def undeclared_ranges() -> list[str]:
     """Numeric settings without a range: every numeric parameter of a trufl ``_target_`` in
-    conf/ and every run/optim/eval setting must declare one; a Lightning key that conf/ sets
+    trufl/conf/ and every run/optim/eval setting must declare one; a Lightning key that trufl/conf/ sets
     needs a LIGHTNING_RANGES entry."""
     missing = []
     for section in sections():
@@ -342,7 +342,7 @@ def test_a_declared_range_that_composition_does_not_enforce_is_caught(hydra_conf
 
 
 def test_bad_numbers_cover_every_numeric_key(hydra_conf):
-    """The fuzz oracle itself: each numeric key shipped in conf/ has known-bad values."""
+    """The fuzz oracle itself: each numeric key shipped in trufl/conf/ has known-bad values."""
     missing = [f"{s.key(k)} ({s.label})" for s in sections() for k in s.shipped
                if numeric_types(s.params[k]) and not bad_numbers(s, k)]
     assert not missing, missing

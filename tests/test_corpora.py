@@ -3,7 +3,11 @@ formats: splits, windows, vocabularies, the content-keyed cache and the hub path
 
 from __future__ import annotations
 
+import http.server
 import os
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -12,6 +16,8 @@ from hydra.utils import instantiate
 
 from trufl.data import corpora
 from trufl.data import text as text_module
+
+from .conftest import ROOT
 
 SPLITS = ("train", "val", "test")
 
@@ -228,14 +234,28 @@ def cache_hub_copy(cache_dir, repo_id: str, column: str, rows: dict[str, list[st
     Copy(cache_dir=str(cache_dir), dataset_name=repo_id.split("/")[-1], repo_id=repo_id, hash="0123abcd").download_and_prepare()
 
 
+#: an endpoint that refuses connections at once (the discard port, nothing listens)
+REFUSING = "http://127.0.0.1:9"
+
+
+def set_offline(monkeypatch, flag: bool) -> None:
+    """The hub's offline switches as ``HF_HUB_OFFLINE`` would set them (both libraries)."""
+    import datasets
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", flag)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", flag)
+
+
 @pytest.fixture
 def hf_cache(tmp_path, monkeypatch):
-    """An empty ``datasets`` cache, offline, with the hub unresolvable."""
+    """An empty ``datasets`` cache, offline, with the hub's endpoint refusing connections."""
     import datasets
+    from huggingface_hub import constants
 
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(corpora, "HUB_HOST", "hub.invalid")
+    set_offline(monkeypatch, True)
+    monkeypatch.setattr(constants, "ENDPOINT", REFUSING)
     return tmp_path / "hf"
 
 
@@ -245,7 +265,7 @@ def test_a_hub_copy_in_the_datasets_cache_is_used_offline(tmp_path, hf_cache, mo
 
     texts = {"train": " anarchism originated as a term", "validation": " of abuse", "test": " first used"}
     cache_hub_copy(hf_cache, "afmck/text8", "text", {k: [v] for k, v in texts.items()})
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", offline_flag)  # False: the host is unreachable instead
+    set_offline(monkeypatch, offline_flag)  # False: the endpoint is unreachable instead
     dm = text_module.TextDataModule(corpus="text8", data_dir=str(tmp_path / "c"), seq_len=8)
     dm.setup()
     assert [dm.render(split_tokens(dm.splits[s])) for s in SPLITS] == list(texts.values())
@@ -267,10 +287,94 @@ def test_ptb_from_the_hub_cache_matches_the_character_files(tmp_path, hf_cache, 
 
 @pytest.mark.parametrize("offline_flag", [True, False])
 def test_hub_name_not_cached_offline_fails_at_once_naming_dataset_path(tmp_path, hf_cache, monkeypatch, offline_flag):
-    import datasets
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", offline_flag)
+    set_offline(monkeypatch, offline_flag)
+    reason = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE set" if offline_flag else f"{REFUSING} unreachable"
     start = time.time()
-    with pytest.raises(corpora.HubUnavailableError, match=r"offline and not in the datasets cache.*dataset\.path=/path/to/text8"):
+    with pytest.raises(corpora.HubUnavailableError,
+                       match=rf"offline \({reason}\) and not in the datasets cache.*dataset\.path=/path/to/text8"):
         text_module.TextDataModule(corpus="text8", data_dir=str(tmp_path)).setup()
     assert time.time() - start < 5
+
+
+#: text8 from the hub, timing the load alone (not the interpreter's start and imports)
+HUB_JOB = """
+import datasets, time
+from trufl.data.corpora import load_from_hub
+start = time.time()
+try:
+    load_from_hub("text8", "afmck/text8")
+finally:
+    print(f"seconds={time.time() - start:.3f}")
+"""
+
+
+def hub_job(tmp_path, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    """A fresh interpreter loading text8 from the hub with ``env`` set as a user would set it
+    (the hub libraries read HF_* when imported), an empty ``datasets`` cache; and how long the
+    load took."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HF_") and "PROXY" not in k.upper()}
+    full = {**clean, "HF_DATASETS_CACHE": str(tmp_path / "hf"), "HF_HOME": str(tmp_path / "home"),
+            "PYTHONPATH": str(ROOT), **env}
+    done = subprocess.run([sys.executable, "-c", HUB_JOB], env=full, capture_output=True, text=True, timeout=120)
+    return done, float(done.stdout.rpartition("seconds=")[2] or "nan")
+
+
+@pytest.mark.parametrize("env, reason", [
+    ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE set"),
+    ({"HF_ENDPOINT": REFUSING}, f"{REFUSING} unreachable"),
+], ids=["HF_HUB_OFFLINE", "bogus-HF_ENDPOINT"])
+def test_hub_switches_from_the_environment_fail_fast_naming_dataset_path(tmp_path, env, reason):
+    """The hub's own switches are obeyed: offline flags, and HF_ENDPOINT (probed once, with no
+    retries: datasets alone retries a refusing endpoint for ~25 s)."""
+    done, seconds = hub_job(tmp_path, **env)
+    assert done.returncode != 0
+    assert "HubUnavailableError" in done.stderr and f"offline ({reason}) and not in the datasets cache" in done.stderr
+    assert "dataset.path=/path/to/text8" in done.stderr
+    assert seconds < 5, f"the load took {seconds:.1f} s"
+
+
+def test_hub_probe_goes_to_hf_endpoint_through_https_proxy(tmp_path):
+    """hub_reachable asks HF_ENDPOINT through the proxy of the environment (a raw socket to
+    huggingface.co did neither): a local proxy that answers sees the endpoint's URL."""
+    seen: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):  # a forward proxy receives the absolute URL
+            seen.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        env = {**{k: v for k, v in os.environ.items() if "PROXY" not in k.upper() and not k.startswith("HF_")},
+               "HF_ENDPOINT": "http://hub.invalid", "HTTP_PROXY": proxy, "HTTPS_PROXY": proxy, "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-c", "from trufl.data.corpora import hub_reachable; print(hub_reachable(5))"],
+                              env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+    assert done.stdout.strip() == "True", done.stderr
+    assert seen and seen[0].startswith("http://hub.invalid")
+
+
+def test_the_embedded_corpus_reads_the_verses_datasets_read(tmp_path):
+    """The KJV file is read with the standard library (the minimal install has no
+    ``datasets``): the same verses, in the same order, as ``datasets``' json loader gave."""
+    datasets = pytest.importorskip("datasets")
+    path = corpora.bible_path()
+    ours = corpora.bible_verses(path)
+    theirs = datasets.load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "hf"))
+    assert len(ours) == len(theirs) == 31103
+    for key in ("book", "chapter", "text"):
+        assert [v[key] for v in ours] == theirs[key], key
+
+
+def test_a_verses_file_with_a_bad_line_names_the_path_and_line(tmp_path):
+    path = tmp_path / "kjv.jsonl"
+    path.write_text('{"book": "Genesis", "chapter": 1, "text": "In the beginning"}\n{"book": "Genesis"}\n')
+    with pytest.raises(ValueError, match=rf"dataset.path={path} line 2 is not a verse object"):
+        corpora.bible_verses(path)

@@ -2,7 +2,7 @@
 
 The documentation is ``README.md`` and ``docs/*.md``. Every ``python train.py …`` written
 there (in a fenced or indented code block, or in inline code), and every one in the comments
-of ``conf/`` (where the presets document their variants), is composed with Hydra
+of ``trufl/conf/`` (where the presets document their variants), is composed with Hydra
 in-process, as ``train.py`` would compose it, and checked by
 :func:`trufl.config.validate_config`; nothing is trained and no data is read (validation
 reads no files, so ``dataset.path=/data/text8`` is checked without the corpus). A multirun
@@ -139,10 +139,10 @@ def check(command: str) -> int:
 
 
 def config_comment_commands(root: Path = ROOT) -> list[tuple[str, str]]:
-    """``(file:line, command)`` of the commands written in the comments of ``conf/`` (the
+    """``(file:line, command)`` of the commands written in the comments of ``trufl/conf/`` (the
     presets document their variants there)."""
     out = []
-    for path in sorted((root / "conf").rglob("*.yaml")):
+    for path in sorted(CONF.rglob("*.yaml")):
         for number, line in enumerate(path.read_text().split("\n"), 1):
             comment = line.partition("#")[2]
             if COMMAND in comment:

@@ -115,7 +115,7 @@ def test_command_line_axes_replace_the_files_values(tmp_path):
     assert cmd.index("trainer.max_steps=10") > cmd.index("experiment=sets")
     on_slurm = sweep_command(spec, tmp_path, tiny=False, extra=[], launcher="slurm")
     assert "hydra/launcher=slurm" in on_slurm and "hydra/launcher=local" not in on_slurm
-    with pytest.raises(SystemExit, match="--launcher slurmm: no conf/hydra/launcher/slurmm.yaml"):
+    with pytest.raises(SystemExit, match="--launcher slurmm: no trufl/conf/hydra/launcher/slurmm.yaml"):
         sweep_command(spec, tmp_path, tiny=False, extra=[], launcher="slurmm")
 
 

@@ -23,7 +23,7 @@ from .test_dequantisers import FACTORIES
 
 #: every file that names the uniform dequantiser, as docs/extending.md lists them
 UNIFORM_FILES = {
-    "trufl/dequantisers/uniform.py", "trufl/dequantisers/__init__.py", "conf/flow/uniform.yaml",
+    "trufl/dequantisers/uniform.py", "trufl/dequantisers/__init__.py", "trufl/conf/flow/uniform.yaml",
     "tests/test_dequantisers.py", "tests/test_extending.py", "docs/extending.md",
 }
 
@@ -32,7 +32,7 @@ def test_the_uniform_dequantiser_is_wired_through_exactly_the_documented_files()
     tracked = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                              capture_output=True, text=True, check=True).stdout.split()
     naming = {f for f in tracked if (ROOT / f).is_file() and f.endswith((".py", ".yaml", ".md"))
-              and re.search(r"UniformDequantiser|flow=uniform|conf/flow/uniform", (ROOT / f).read_text())}
+              and re.search(r"UniformDequantiser|flow=uniform|trufl/conf/flow/uniform", (ROOT / f).read_text())}
     assert naming == UNIFORM_FILES
     assert "uniform" in FACTORIES  # so the shared dequantiser tests run on it
 

@@ -1,4 +1,4 @@
-"""The CatNF recipes of the constrained tasks (conf/recipe/catnf_sets.yaml, catnf_graphs.yaml,
+"""The CatNF recipes of the constrained tasks (trufl/conf/recipe/catnf_sets.yaml, catnf_graphs.yaml,
 catnf_graphs_large.yaml): each composes to the reference's model, validates, trains, and labels its
 results with its configuration."""
 

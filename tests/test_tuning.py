@@ -12,7 +12,7 @@ import sys
 import pytest
 import yaml
 
-from .conftest import ROOT
+from .conftest import CONF, ROOT
 
 
 def test_a_two_trial_search_records_every_trial_and_presets_the_best(tmp_path, data_dir):
@@ -37,7 +37,7 @@ def test_a_two_trial_search_records_every_trial_and_presets_the_best(tmp_path, d
     body = yaml.safe_load(preset)
     assert "override /flow: trufl" in preset and body["configuration"] == "tuned"
     assert body["optim"]["lr"] == pytest.approx(float(chosen["optim.lr"])) and body["recon_weight"] == int(chosen["recon_weight"])
-    with open(ROOT / "conf" / "hparams_search" / "text.yaml") as f:
+    with open(CONF / "hparams_search" / "text.yaml") as f:
         text = yaml.safe_load(f)["hydra"]["sweeper"]
     assert set(text["params"]) == {"optim.lr", "latent_dim", "prior.transform", "prior.inputs",
                                    "trainer.gradient_clip_val", "weighting"}  # the same space for every method

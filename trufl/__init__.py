@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+try:
+    # the one version source is pyproject.toml; the installed metadata carries it
+    __version__ = version("trufl")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
 if TYPE_CHECKING:
     from .api import LoadedRun
+
+
+def config_dir() -> Path:
+    """The folder of trufl's Hydra configs (``config.yaml`` and its groups): what
+    ``python -m trufl.train``, ``train.py``, the tests and the reporting tools compose from."""
+    return Path(__file__).resolve().parent / "conf"
 
 
 def load(path, **kwargs) -> LoadedRun:

@@ -1,5 +1,5 @@
 """Lightning callbacks of our own (everything else comes from Lightning and is
-chosen in ``conf/callbacks/``)."""
+chosen in ``trufl/conf/callbacks/``)."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ class ConfigError(ValueError, CompactHydraException):
 
 @dataclass
 class RunSettings:
-    """The top-level keys of ``conf/config.yaml`` (documented there)."""
+    """The top-level keys of ``trufl/conf/config.yaml`` (documented there)."""
 
     seed: Seed = 0
     recon_weight: NonNegative = 1.0

@@ -2,7 +2,7 @@
 setting chosen for another method without saying so.
 
 * ``shared`` — no recipe: the repository's shared defaults (chosen on TRUFL's text job);
-* ``paper`` — a recipe (``conf/recipe/``): the method as its paper and reference code
+* ``paper`` — a recipe (``trufl/conf/recipe/``): the method as its paper and reference code
   configure it (model, loss schedule, optimiser), at this repository's budget or, with
   ``scale=paper``, at the paper's;
 * ``reference-optimiser`` — a recipe with its reference code's optimiser exactly as that

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .extras import require
+
 
 def run_figures(results: dict, out: Path) -> dict[str, Path]:
     """``{media key: PNG path}`` of every figure ``results`` supports, written under ``out``.
@@ -24,8 +26,7 @@ def run_figures(results: dict, out: Path) -> dict[str, Path]:
 
 def box_mass_figure(mass: list[float], probs: list[float], path: Path) -> Path:
     """Bars per category (K of each list): the learned box's prior mass and the data probability."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "figures", "drawing the run's figures")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

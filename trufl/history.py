@@ -24,6 +24,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import WandbLogger
 
+from .extras import require
 from .history_format import CURVE_METRICS, FILENAME, append, frame_record, meta_record, val_record
 from .settings import Count, Positive, Range, checked
 
@@ -153,6 +154,7 @@ class SupportHistory(pl.Callback):
 
     def _render(self, wandb_loggers: list[WandbLogger]) -> None:
         """Draw ``support.gif`` and ``support.png`` beside the history; log them as W&B media."""
+        require("matplotlib", "figures", "drawing the support animation (callbacks.support_history.render)")
         from .reporting.animation import animate  # drawing is optional: matplotlib only when asked
         from .loggers import log_figures
 

@@ -1,4 +1,4 @@
-"""Logger factories referenced by ``conf/logger/*.yaml``."""
+"""Logger factories referenced by ``trufl/conf/logger/*.yaml``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from .extras import require
 from .settings import checked
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
@@ -69,6 +70,7 @@ def wandb_logger(
     """A Lightning W&B logger, offline when no API key is configured (sync later
     with ``wandb sync <run dir>``). In a multirun, ``group`` defaults to the sweep and
     ``name`` to the job's overrides (:func:`sweep_identity`), so a sweep's runs sit together."""
+    require("wandb", "wandb", "logger=wandb (the default logger; logger=csv and logger=none need no extra)")
     resolved = resolve_wandb_mode(mode)
     sweep_group, job_name = sweep_identity()
     group, name = group or sweep_group, name or job_name

@@ -27,10 +27,37 @@ def sweep_jobs(config: DictConfig, config_loader) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+def check_slurm_tasks(config: DictConfig) -> None:
+    """On the SLURM launcher, DDP runs one task per device: ``hydra.launcher.tasks_per_node``
+    must resolve to ``trainer.devices``, a positive count (Lightning's SLURM environment
+    refuses any other number of tasks), and ``gpus_per_node`` to a count. The launcher reads
+    them from the multirun's own config, so ``trainer.devices`` cannot be a sweep axis."""
+    launcher = config.hydra.get("launcher") or {}
+    if not str(launcher.get("_target_", "")).endswith("SlurmLauncher"):
+        return
+    try:
+        tasks, gpus = launcher.tasks_per_node, launcher.gpus_per_node
+    except Exception as err:  # an interpolation that does not resolve
+        raise ConfigError(f"invalid configuration:\nhydra.launcher (slurm): {err}") from None
+    devices = OmegaConf.select(config, "trainer.devices")
+    problems = []
+    if isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1:
+        problems.append(f"hydra.launcher.tasks_per_node={tasks!r}: one task per device needs a positive "
+                        f"trainer.devices (e.g. trainer.devices=4), not {devices!r}")
+    elif isinstance(devices, int) and tasks != devices:
+        problems.append(f"hydra.launcher.tasks_per_node={tasks} but trainer.devices={devices}: Lightning on SLURM "
+                        "needs one task per device (leave tasks_per_node to the preset)")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0):
+        problems.append(f"hydra.launcher.gpus_per_node={gpus!r}: a GPU count (0 on a CPU partition)")
+    if problems:
+        raise ConfigError("invalid configuration:\n" + "\n".join(problems))
+
+
 def validate_sweep(config: DictConfig, config_loader) -> int:
     """Compose and validate every job of the multirun ``config``; raise one
     :class:`ConfigError` naming each failing job, its overrides and keys. Returns the
     number of jobs checked (the master config alone when the sweeper is not the basic one)."""
+    check_slurm_tasks(config)
     jobs = sweep_jobs(config, config_loader)
     problems = []
     for num, overrides in enumerate(jobs):
@@ -49,7 +76,7 @@ def validate_sweep(config: DictConfig, config_loader) -> int:
 
 
 class ValidateJobs(Callback):
-    """Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``): a multirun
+    """Hydra callback (``hydra.callbacks`` in ``trufl/conf/hydra/default.yaml``): a multirun
     validates every job's config before the sweeper creates a directory or launches
     (or queues, on SLURM) a single job."""
 

@@ -1,5 +1,5 @@
 """The optimiser and its learning-rate schedule (the ``optim`` config section; presets in
-``conf/optim/``: the shared protocol and the reference codes' optimisers)."""
+``trufl/conf/optim/``: the shared protocol and the reference codes' optimisers)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class OptimSettings:
     """An optimiser with a linear warm-up, then a constant, cosine (to 0 at ``max_steps``) or
     exponential (``lr · decay^n`` after n steps, or n epochs with ``decay_every=epoch``) rate.
 
-    preset: the name of the ``conf/optim/`` preset these settings came from (a label:
+    preset: the name of the ``trufl/conf/optim/`` preset these settings came from (a label:
         ``shared``, or the reference code whose optimiser it reproduces).
     clip_steps: clip the gradient norm (``trainer.gradient_clip_val``) in the first
         ``clip_steps`` optimiser steps only; None: every step. CatNF's reference code clips

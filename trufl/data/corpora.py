@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import importlib.util
+import json
 import re
-import socket
 import zipfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from ..extras import require
 from .cache import cache_key
 
 ALPHABET27 = " abcdefghijklmnopqrstuvwxyz"
@@ -23,7 +25,6 @@ SPLITS = ("train", "val", "test")
 DEFAULT_HUB_NAMES = {"text8": "afmck/text8", "ptb": "ptb_text_only"}
 PTB_FILES = {"train": "ptb.char.train.txt", "val": "ptb.char.valid.txt", "test": "ptb.char.test.txt"}
 PTB_END = "\n"
-HUB_HOST = "huggingface.co"
 #: bump when the processing changes, so old caches are not reused
 PROCESSING_VERSION = 2
 
@@ -186,14 +187,29 @@ def bible_path() -> Path:
     return path
 
 
+def bible_verses(path: Path) -> list[dict]:
+    """The verses of a KJV JSON-lines file (one object with ``book``, ``chapter`` and
+    ``text`` per line), in file order; read with the standard library so the embedded
+    corpus needs no optional package."""
+    verses = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                verse = json.loads(line)
+                verses.append({"book": verse["book"], "chapter": verse["chapter"], "text": verse["text"]})
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(f"dataset.path={path} line {number} is not a verse object with book, chapter and text "
+                                 f"({type(err).__name__}: {err})") from err
+    return verses
+
+
 def bible_splits(path: Path | None = None) -> dict[str, str]:
     """Cleaned train/val/test text of the KJV, split by interleaved chapters."""
-    import datasets
-
-    verses = datasets.load_dataset("json", data_files=str(path or bible_path()), split="train")
     chapters: dict[tuple[str, int], list[str]] = {}
-    for book, chapter, text in zip(verses["book"], verses["chapter"], verses["text"]):
-        chapters.setdefault((book, chapter), []).append(text)
+    for verse in bible_verses(path or bible_path()):
+        chapters.setdefault((verse["book"], verse["chapter"]), []).append(verse["text"])
     parts: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     for i, texts in enumerate(chapters.values()):
         split = "val" if i % 20 == 18 else "test" if i % 20 == 19 else "train"
@@ -201,12 +217,34 @@ def bible_splits(path: Path | None = None) -> dict[str, str]:
     return {k: " ".join(v) for k, v in parts.items()}
 
 
-def hub_reachable(host: str = HUB_HOST, timeout: float = 2.0) -> bool:
+def hub_offline() -> bool:
+    """The hub's own offline switches: ``HF_HUB_OFFLINE`` (``huggingface_hub.constants``)
+    or ``HF_DATASETS_OFFLINE`` (``datasets.config``, which also follows HF_HUB_OFFLINE)."""
+    import datasets
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE or datasets.config.HF_HUB_OFFLINE)
+
+
+def hub_reachable(timeout: float | None = None) -> bool:
+    """One request to the hub's endpoint (``HF_ENDPOINT``, ``huggingface_hub.constants.ENDPOINT``)
+    through the hub client's own HTTP session, so its proxies (``HTTPS_PROXY``/``NO_PROXY``)
+    and headers apply; no retries, within ``timeout`` seconds (default the hub's metadata
+    timeout, ``HF_HUB_ETAG_TIMEOUT``). ``datasets`` itself would retry an unreachable
+    endpoint with back-off for about 25 s before failing; this answers at once."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    session = get_session()
+    # the session's library names its connection failures TransportError (httpx and its
+    # successor httpx2, by huggingface_hub version); requests' are OSErrors
+    library = importlib.import_module(type(session).__module__.partition(".")[0])
+    failures = (getattr(library, "TransportError", OSError), OSError)
     try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
+        response = session.head(constants.ENDPOINT, timeout=timeout or constants.HF_HUB_ETAG_TIMEOUT)
+    except failures:  # refused, unresolvable, timed out, proxy failure
         return False
+    return response.status_code < 500  # a proxy answering 502/504 has no hub behind it
 
 
 @contextlib.contextmanager
@@ -226,16 +264,20 @@ def datasets_offline():
 
 def load_from_hub(corpus: str, hub_name: str):
     """``datasets.load_dataset(hub_name)``: from the ``datasets`` cache when offline
-    (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set, or the hub unreachable), failing
-    at once with a message naming ``dataset.path`` when it is not cached."""
-    import datasets
+    (``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE`` set, or the endpoint unreachable:
+    :func:`hub_reachable`), failing at once with a message naming ``dataset.path`` when it
+    is not cached."""
+    datasets = require("datasets", "hub", f"dataset.corpus={corpus} from the hub (no dataset.path)")
+    from huggingface_hub import constants
 
-    offline = datasets.config.HF_HUB_OFFLINE or not hub_reachable()
+    switched_off = hub_offline()
+    offline = switched_off or not hub_reachable()
     try:
         with datasets_offline() if offline else contextlib.nullcontext():
             return datasets.load_dataset(hub_name)
     except Exception as err:  # surface the local-path option whatever went wrong
-        why = "offline and not in the datasets cache" if offline else "loading failed"
+        reason = "HF_HUB_OFFLINE/HF_DATASETS_OFFLINE set" if switched_off else f"{constants.ENDPOINT} unreachable"
+        why = f"offline ({reason}) and not in the datasets cache" if offline else "loading failed"
         raise HubUnavailableError(
             f"dataset.corpus={corpus} needs the hub dataset '{hub_name}' ({why}: {type(err).__name__}: {err}). "
             f"Download the corpus and set dataset.path=/path/to/{corpus} (formats and sources: docs/corpora.md)."

@@ -23,6 +23,7 @@ from typing import Literal
 
 import numpy as np
 
+from ..extras import require
 from .cache import cache_key, generate_in_chunks, load_or_build
 
 NUM_COLOURS = 3
@@ -65,7 +66,7 @@ def is_bipartite(n: int, edges: np.ndarray) -> bool:
 
 def solve_colouring(n: int, edges: np.ndarray, colours: int = NUM_COLOURS, seed: int = 0) -> np.ndarray | None:
     """A proper colouring with ``colours`` colours from CP-SAT, or None if none exists."""
-    from ortools.sat.python import cp_model
+    cp_model = require("ortools.sat.python.cp_model", "graphs", "generating graph-colouring data (CP-SAT)")
 
     model = cp_model.CpModel()
     c = [model.NewIntVar(0, colours - 1, f"c{i}") for i in range(n)]

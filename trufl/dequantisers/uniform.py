@@ -6,7 +6,7 @@ Nothing is learned: the supports are a fixed partition, so decoding is exact
 (``log p(x|z) = 0``) and the bound is the prior's log-probability of the interval —
 but the order of the categories is imposed (neighbouring indices are neighbouring
 intervals), which suits ordinal data and not symbols. It is the worked example of
-docs/extending.md: a dequantiser is this module, ``conf/flow/uniform.yaml`` and one
+docs/extending.md: a dequantiser is this module, ``trufl/conf/flow/uniform.yaml`` and one
 entry in the shared test table (``tests/test_dequantisers.py``).
 """
 

@@ -17,11 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.animation import PillowWriter
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
-from ..history_format import read_history
+from ..extras import require
+
+require("matplotlib", "figures", "drawing support animations")
+from matplotlib.animation import PillowWriter  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+from ..history_format import read_history  # noqa: E402
 
 #: category colours (tab10), cycled for K > 10
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",

@@ -7,7 +7,7 @@
     python scripts/experiment.py experiments/toy.yaml --publish experiments/results   # make reproduce EXP=toy
 
 The sweep is one ``python train.py -m`` multirun on ``--launcher`` (default ``local``:
-joblib, 2 jobs, one torch thread each; ``slurm``: submitit, conf/hydra/launcher/slurm.yaml);
+joblib, 2 jobs, one torch thread each; ``slurm``: submitit, trufl/conf/hydra/launcher/slurm.yaml);
 every value list in the file's ``sweep`` is an axis. The table is read from the runs'
 ``results.json`` only: one row per ``rows`` group (mean ± std over seeds; ``widths: true``
 adds the learned boxes' mass against the toy's probabilities), then the file's published
@@ -145,7 +145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, help="output folder (default: multirun/experiments/<name>)")
     ap.add_argument("--tiny", action="store_true", help="apply the file's tiny overrides (tests)")
     ap.add_argument("--table-only", action="store_true", help="skip the sweep; tabulate the runs in <out>/runs")
-    ap.add_argument("--launcher", default="local", help="conf/hydra/launcher option for the sweep (local, slurm, basic)")
+    ap.add_argument("--launcher", default="local", help="trufl/conf/hydra/launcher option for the sweep (local, slurm, basic)")
     ap.add_argument("--publish", type=Path, help="also copy the outputs to this folder (e.g. experiments/results)")
     args = ap.parse_intermixed_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv

@@ -12,6 +12,7 @@ import csv
 import json
 from pathlib import Path
 
+from ..extras import require
 from .runs import group_value
 
 
@@ -41,8 +42,7 @@ def save_lines(lines: list[tuple[list[int], list[float], str, str]], ylabel: str
     """One figure of ``(steps, values, label, line style)`` lines against the training step, saved
     to ``out``; ``log_steps``: a log-scaled step axis; ``hlines``: labelled horizontal lines
     (a target)."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "figures", "drawing learning curves")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import config_dir
 from .repository import ROOT, shown_command
 
 
@@ -38,10 +39,10 @@ def sweep_overrides(spec: dict, replaced: set[str] = frozenset(), sweep: dict | 
 def sweep_command(spec: dict, runs: Path, tiny: bool, extra: list[str], launcher: str = "local",
                   sweep: dict | None = None) -> list[str]:
     """The multirun command of ``sweep`` (default: the file's ``sweep``) on ``launcher`` (a
-    conf/hydra/launcher option); an extra override of a sweep axis (``seed=0,1,2``)
+    trufl/conf/hydra/launcher option); an extra override of a sweep axis (``seed=0,1,2``)
     replaces the file's values for it."""
-    if not (ROOT / "conf" / "hydra" / "launcher" / f"{launcher}.yaml").is_file():
-        sys.exit(f"--launcher {launcher}: no conf/hydra/launcher/{launcher}.yaml")
+    if not (config_dir() / "hydra" / "launcher" / f"{launcher}.yaml").is_file():
+        sys.exit(f"--launcher {launcher}: no trufl/conf/hydra/launcher/{launcher}.yaml")
     replaced = {o.split("=", 1)[0].lstrip("+~") for o in extra if "=" in o}
     return [
         sys.executable, str(ROOT / "train.py"), "-m", f"hydra/launcher={launcher}", f"hydra.sweep.dir={runs}",

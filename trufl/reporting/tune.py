@@ -1,4 +1,4 @@
-"""One tuning protocol for every method: the same Optuna search (a ``conf/hparams_search/``
+"""One tuning protocol for every method: the same Optuna search (a ``trufl/conf/hparams_search/``
 preset: its space, trials, sampler seed and budget) run once per method, every trial
 recorded, the chosen values written as a preset of the ``tuned`` group so that a table's
 ``tuned`` block runs exactly them.
@@ -9,7 +9,7 @@ recorded, the chosen values written as a preset of the ``tuned`` group so that a
 Writes ``experiments/results/tuning_<search>.csv`` (flow, trial, each searched key, the
 optimised metric, status), ``experiments/results/tuning_<search>.json`` (the space, the
 sampler, the budget, the command per flow, the chosen values) and
-``conf/tuned/<search>_<flow>.yaml``. A method never reads another's trials.
+``trufl/conf/tuned/<search>_<flow>.yaml``. A method never reads another's trials.
 """
 
 from __future__ import annotations
@@ -26,17 +26,18 @@ from pathlib import Path
 
 import yaml
 
+from .. import config_dir
 from .repository import RESULTS, ROOT, shown_command
 from .runs import load, status, value
 
-TUNED = ROOT / "conf" / "tuned"
+TUNED = config_dir() / "tuned"
 
 
 def search_spec(search: str) -> dict:
-    """The preset ``conf/hparams_search/<search>.yaml``: its sweeper (space, trials, sampler) and budget."""
-    path = ROOT / "conf" / "hparams_search" / f"{search}.yaml"
+    """The preset ``trufl/conf/hparams_search/<search>.yaml``: its sweeper (space, trials, sampler) and budget."""
+    path = config_dir() / "hparams_search" / f"{search}.yaml"
     if not path.is_file():
-        sys.exit(f"no search preset {path.relative_to(ROOT)} (conf/hparams_search/ has "
+        sys.exit(f"no search preset {path.relative_to(ROOT)} (trufl/conf/hparams_search/ has "
                  f"{', '.join(p.stem for p in sorted(path.parent.glob('*.yaml')))})")
     return yaml.safe_load(path.read_text())
 
@@ -68,10 +69,10 @@ def best(rows: list[dict], metric: str) -> dict | None:
 def write_preset(search: str, flow: str, chosen: dict, keys: list[str], presets: Path = TUNED) -> Path:
     """``<presets>/<search>_<flow>.yaml``: the flow, its chosen values (a searched config group
     as an override of its defaults) and ``configuration: tuned``."""
-    groups = {k: chosen[k] for k in keys if "." not in k and (ROOT / "conf" / k).is_dir()}
+    groups = {k: chosen[k] for k in keys if "." not in k and (config_dir() / k).is_dir()}
     values = {k: yaml.safe_load(str(chosen[k])) for k in keys if k not in groups and chosen[k] != ""}
     lines = ["# @package _global_",
-             f"# The {flow} settings chosen by conf/hparams_search/{search}.yaml (python -m trufl.reporting.tune {search});",
+             f"# The {flow} settings chosen by trufl/conf/hparams_search/{search}.yaml (python -m trufl.reporting.tune {search});",
              f"# every trial is in experiments/results/tuning_{search}.csv. Written by the tuning script: do not edit.",
              "defaults:", f"  - override /flow: {flow}", *(f"  - override /{g}: {v}" for g, v in groups.items()),
              "configuration: tuned"]
@@ -91,19 +92,19 @@ def write_preset(search: str, flow: str, chosen: dict, keys: list[str], presets:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("search", help="a conf/hparams_search/ preset")
+    ap.add_argument("search", help="a trufl/conf/hparams_search/ preset")
     ap.add_argument("--flows", nargs="+", required=True)
     ap.add_argument("--out", type=Path, help="where the trials run (default multirun/tuning/<search>)")
     ap.add_argument("--table-only", action="store_true", help="only read finished trials")
     ap.add_argument("--results", type=Path, default=RESULTS, help="where the trial table goes (default experiments/results)")
-    ap.add_argument("--presets", type=Path, default=TUNED, help="where the chosen presets go (default conf/tuned)")
+    ap.add_argument("--presets", type=Path, default=TUNED, help="where the chosen presets go (default trufl/conf/tuned)")
     ap.add_argument("overrides", nargs="*", help="extra overrides for every trial (e.g. num_threads=1)")
     args = ap.parse_intermixed_args(argv)
     spec = search_spec(args.search)
     sweeper = spec["hydra"]["sweeper"]
     keys, metric = list(sweeper["params"]), spec.get("optimized_metric", "val/nll_bits")
     out = (args.out or ROOT / "multirun" / "tuning" / args.search).resolve()
-    record = {"search": f"conf/hparams_search/{args.search}.yaml", "space": sweeper["params"], "metric": metric,
+    record = {"search": f"trufl/conf/hparams_search/{args.search}.yaml", "space": sweeper["params"], "metric": metric,
               "direction": sweeper["direction"], "trials": sweeper["n_trials"], "sampler": sweeper["sampler"],
               "budget": spec.get("trainer", {}), "flows": {}}
     table = []

@@ -140,7 +140,7 @@ def test_training_on_the_embedded_corpus_needs_no_optional_package(tmp_path, dat
 
 
 @pytest.mark.parametrize("blocked, extra, call", [
-    ("ortools", "graphs", lambda: __import__("trufl.data.graphs", fromlist=["x"]).solve_colouring(3, [[0, 1]])),
+    ("ortools", "graphs", lambda: __import__("trufl.data.graph_generation", fromlist=["x"]).solve_colouring(3, [[0, 1]])),
     ("matplotlib", "figures", lambda: __import__("trufl.figures", fromlist=["x"]).box_mass_figure([0.5], [0.5], Path("x.png"))),
     ("datasets", "hub", lambda: __import__("trufl.data.corpora", fromlist=["x"]).load_from_hub("text8", "afmck/text8")),
     ("wandb", "wandb", lambda: __import__("trufl.loggers", fromlist=["x"]).wandb_logger()),

@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from ..build import build, build_model  # noqa: E402
+from ..atomic import savefig_atomic  # noqa: E402
 from ..condition import Condition  # noqa: E402
 from ..sampling import sample_with_rejection  # noqa: E402
 
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     sudoku = info["samples"].shape[1] == 81 and datamodule.num_categories == 9
     fig = draw_samples(info, condition, valid, sudoku, args.run.name)
     out = args.out or args.run / "samples.png"
-    fig.savefig(out, dpi=110, bbox_inches="tight")
+    savefig_atomic(fig, out, dpi=110, bbox_inches="tight")
     print(f"written: {out}")
 
 

@@ -67,7 +67,8 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, FILE_MODE)
-        with open(fd, mode, **kwargs) as f:
+        os.close(fd)
+        with open(tmp, mode, **kwargs) as f:  # by name: ``f.name`` is the temporary path
             yield f
             f.flush()
             os.fsync(f.fileno())

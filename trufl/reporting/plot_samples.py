@@ -52,7 +52,7 @@ def load_run(run: Path) -> tuple[Task, LikelihoodModule]:
     datamodule = build(cfg.dataset)
     datamodule.setup()
     model = build_model(cfg, datamodule.num_categories)
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]  # tensors and plain values only
     model.load_state_dict(state)
     return datamodule, model.eval()
 

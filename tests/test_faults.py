@@ -272,3 +272,38 @@ def test_a_killed_multirun_keeps_finished_jobs_and_marks_the_rest(make_cfg, tmp_
     ckpt = Path(runs[1]["checkpoint_dir"]) / "last.ckpt"
     assert _step(ckpt) == 20
     _resume_finishes(make_cfg, ckpt, tmp_path / "resumed")
+
+
+# --- the support history: appended line by line ---------------------------------------------------------------
+
+
+def test_a_history_line_cut_short_by_a_kill_is_skipped_and_removed_before_the_next_append(tmp_path, caplog):
+    from trufl.history_format import append, meta_record, read_history, val_record
+
+    path = tmp_path / "support_history.jsonl"
+    append(path, meta_record("TruflDequantiser", 4, 1, 1.0, None, [0.0, 1.0], 50, 100))
+    append(path, val_record(10, {"kl_bits": 0.5}))
+    whole = path.read_bytes()
+    path.write_bytes(whole + json.dumps(val_record(20, {"kl_bits": 0.25})).encode()[:17])  # a kill mid-line
+    with caplog.at_level("WARNING", logger="trufl.history_format"):
+        assert [v["step"] for v in read_history(path)["val"]] == [10]
+        assert "support_history.jsonl:3: incomplete line skipped" in caplog.text
+        append(path, val_record(30, {"kl_bits": 0.125}))  # the resumed run's next record
+        assert "an incomplete last line (17 bytes" in caplog.text
+    assert path.read_bytes().startswith(whole) and path.read_bytes().count(b"\n") == 3
+    assert [(v["step"], v["metrics"]["kl_bits"]) for v in read_history(path)["val"]] == [(10, 0.5), (30, 0.125)]
+
+
+def test_an_atomic_write_keeps_the_usual_permissions_and_leaves_no_temporary_file(tmp_path):
+    from trufl.atomic import atomic_open, write_text_atomic
+
+    write_text_atomic(tmp_path / "table.md", "| a |\n")
+    reference = tmp_path / "plain.md"
+    reference.write_text("x")
+    assert (tmp_path / "table.md").stat().st_mode == reference.stat().st_mode  # not mkstemp's 0600
+    with pytest.raises(ValueError, match="boom"):
+        with atomic_open(tmp_path / "table.md") as f:
+            f.write("| half")
+            raise ValueError("boom")
+    assert (tmp_path / "table.md").read_text() == "| a |\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.md", "table.md"]

@@ -85,7 +85,9 @@ class LastCheckpoint(ModelCheckpoint):
             self.save_now(trainer)
         except OSError as err:  # e.g. the disk filled during a save: the error that stopped fitting stays the one raised
             if not self.path.is_file():
-                raise
+                log.error("could not save the state of step %d (%s); no checkpoint was written", trainer.global_step, err)
+                exception.add_note(f"the save at step {trainer.global_step} failed ({err}); no checkpoint was written")
+                return
             step = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
             log.error("could not save the state of step %d (%s); %s (step %d) is intact: resume with ckpt_path=%s",
                       trainer.global_step, err, self.path, step, self.path)

@@ -116,7 +116,8 @@ def test_a_signal_at_a_seeded_point_keeps_a_whole_checkpoint_that_resumes_to_the
 # --- a NaN in each loss term ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("term", ["recon", "log_p", "log_q"])
+@pytest.mark.parametrize("term", [pytest.param("recon", marks=pytest.mark.slow), "log_p",
+                                  pytest.param("log_q", marks=pytest.mark.slow)])  # one fast, all three with -m slow
 def test_a_nan_in_a_loss_term_names_the_term_and_step_and_keeps_the_state_before_it(make_cfg, tmp_path, monkeypatch, term):
     at = random.Random(term).randrange(10, 40)
     terms = LikelihoodModule.terms
@@ -191,7 +192,7 @@ def test_a_results_write_that_fails_half_way_leaves_the_previous_file(tmp_path, 
 # --- checkpoints given to resume from -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip_byte"])
+@pytest.mark.parametrize("damage", ["truncate", pytest.param("flip_byte", marks=pytest.mark.slow)])
 def test_a_damaged_ckpt_path_is_refused_naming_the_previous_good_checkpoint_which_resumes(make_cfg, tmp_path, damage):
     run(make_cfg(*toy("trainer.max_steps=45", "trainer.val_check_interval=45", "callbacks.last.every_n_train_steps=20",
                       "eval.iw_samples=2", "~callbacks.support_history", "~callbacks.best")))

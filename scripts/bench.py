@@ -54,6 +54,7 @@ from rich.console import Console
 
 from trufl import config_dir
 from trufl.build import build, build_model, build_trainer
+from trufl.atomic import write_json_atomic, write_text_atomic
 from trufl.objective import iwbo, weighted_loss
 from trufl.priors.reference import recomputing_inverse
 from trufl.reporting.formats import markdown
@@ -425,8 +426,8 @@ def main(argv=None) -> None:
     print(report)
     if args.write:
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
-        (RESULTS / "bench.md").write_text(report)
+        write_json_atomic(RESULTS / "bench.json", results, indent=1)
+        write_text_atomic(RESULTS / "bench.md", report)
         update_readme("performance", report, PERFORMANCE_PAGE)
         console.print(f"wrote {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'} and docs/performance.md's performance section")
 

@@ -53,7 +53,7 @@ def test_catnf_reference_clips_at_its_first_step_only(make_cfg):
 
 def test_the_training_loop_decays_the_rate_once_per_optimiser_step(make_cfg, tmp_path):
     run(make_cfg(*toy("optim=catnf", "trainer.max_steps=7", "~callbacks.support_history")))
-    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(7.5e-4 * 0.999975**7, rel=1e-9)
     assert ckpt["optimizer_states"][0]["param_groups"][0]["decoupled_weight_decay"] is False  # RAdam, not AdamW
 

@@ -214,7 +214,7 @@ def test_ctrl_c_saves_the_current_step_and_resumes_from_it(make_cfg, tmp_path, m
     with pytest.raises(SystemExit):  # Lightning's graceful shutdown, after our checkpoint
         run(make_cfg(*toy("trainer.max_steps=30", "trainer.val_check_interval=20"), out=tmp_path / "a"))
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == 7
+    assert torch.load(last, weights_only=True)["global_step"] == 7
     assert json.loads((tmp_path / "a" / "results.json").read_text())["status"] == "interrupted"
     monkeypatch.setattr(LikelihoodModule, "training_step", original)
     run(make_cfg(*toy("trainer.max_steps=30", "trainer.val_check_interval=20", f"ckpt_path={last}"), out=tmp_path / "b"))
@@ -224,7 +224,7 @@ def test_ctrl_c_saves_the_current_step_and_resumes_from_it(make_cfg, tmp_path, m
 def test_interrupted_run_resumes_from_last_checkpoint(make_cfg, tmp_path):
     run(make_cfg(*toy("trainer.max_steps=20", "trainer.val_check_interval=10"), out=tmp_path / "first"))
     last = tmp_path / "first" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == 20
+    assert torch.load(last, weights_only=True)["global_step"] == 20
     run(make_cfg(*toy("trainer.max_steps=40", "trainer.val_check_interval=10", f"ckpt_path={last}"), out=tmp_path / "second"))
     results = json.loads((tmp_path / "second" / "results.json").read_text())
     assert results["global_step"] == 40  # continued, not restarted

@@ -17,7 +17,7 @@ from trufl.loggers import log_figures, sweep_identity
 from trufl.run import run
 
 from .conftest import toy
-from .wandb_records import config_keys, history_keys, of_type
+from .wandb_records import config_keys, history_keys, of_type, records
 
 
 def md5_b64(path: Path) -> str:
@@ -26,10 +26,28 @@ def md5_b64(path: Path) -> str:
 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
-    """W&B offline, its staging and settings under tmp_path (the suite runs with it disabled)."""
+    """W&B offline, its staging and settings under tmp_path (the suite runs with it disabled).
+
+    W&B reads its environment once per session (and its service process inherits it): a session
+    an earlier test started (e.g. tests/test_animations.py's) would keep its HOME and WANDB_MODE
+    and warn that the changes are ignored. So the session is torn down before and after."""
+    import wandb
+
+    wandb.teardown()
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    yield
+    wandb.teardown()
+
+
+def finished_records(run_dir: Path) -> list:
+    """The offline run's records once W&B's service has exited: ``wandb.teardown`` waits for it to
+    write out and close every run's file (``wandb.finish`` returns once the run is marked finished)."""
+    import wandb
+
+    wandb.teardown()
+    return list(records(run_dir))
 
 
 def test_offline_toy_run_leaves_samples_figures_results_artifact_and_lr(make_cfg, tmp_path, offline):
@@ -47,7 +65,10 @@ def test_offline_toy_run_leaves_samples_figures_results_artifact_and_lr(make_cfg
     (figure,) = files.glob("media/images/figures/box_mass_*.png")
     assert figure.read_bytes() == (out / "figures" / "box_mass.png").read_bytes()
     # results.json as an artifact of type results, its content hash that of the file
-    (artifact,) = [a for a in of_type(run_dir, "artifact") if a.type == "results"]
+    kinds = [r.WhichOneof("record_type") for r in finished_records(run_dir)]
+    artifacts = [a for a in of_type(run_dir, "artifact") if a.type == "results"]
+    assert len(artifacts) == 1, f"{len(artifacts)} results artifacts among the run's records {kinds}"
+    (artifact,) = artifacts
     assert [(e.path, e.digest) for e in artifact.manifest.contents] == [("results.json", md5_b64(out / "results.json"))]
     # the learning rate (LearningRateMonitor, optimiser AdamW) and the figure are in the history
     assert {"lr-AdamW", "figures/box_mass", "samples"} <= history_keys(run_dir)

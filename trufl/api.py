@@ -9,8 +9,6 @@ module, its config and its task (docs/checkpoints.md)::
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from . import checkpoint as ckpt
+from .atomic import write_json_atomic
 from .builders import build
 from .data.base import Task
 from .model import LikelihoodModule
@@ -67,17 +66,6 @@ def load(path: str | Path, config: str | Path | Mapping | DictConfig | None = No
 
 
 def write_json(path: Path, obj) -> None:
-    """Write ``obj`` as JSON atomically: a temporary file beside ``path``, then ``os.replace``,
-    so a reader never sees half a file and an interrupted write leaves the old one."""
+    """``obj`` as JSON, atomically (:func:`trufl.atomic.write_json_atomic`), its folder made first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, obj)

@@ -10,6 +10,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 
 from .builders import build, build_likelihood
 from .callbacks import progress_bar
+from .checkpoints import AtomicCheckpointIO
 from .model import LikelihoodModule
 
 __all__ = ["build", "build_likelihood", "build_model", "build_logger", "build_trainer"]
@@ -31,5 +32,8 @@ def build_trainer(cfg: DictConfig, logger, root: str) -> pl.Trainer:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(progress_bar())
+    # checkpoints are written atomically beside their final path (trufl.checkpoints), unless the
+    # trainer config brings its own plugins
+    plugins = {} if cfg.trainer.get("plugins") else {"plugins": [AtomicCheckpointIO()]}
     return instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,
-                       default_root_dir=str(root))
+                       default_root_dir=str(root), **plugins)

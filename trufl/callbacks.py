@@ -4,15 +4,16 @@ chosen in ``trufl/conf/callbacks/``)."""
 from __future__ import annotations
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
+from .checkpoints import PREVIOUS, keep_previous
 from .objective import NonFiniteLossError
 from .settings import Count, checked
 
@@ -35,6 +36,10 @@ class LastCheckpoint(ModelCheckpoint):
       loss also keeps ``nonfinite-step<N>.ckpt`` (the state before the failing step;
       the loss is checked before backward), named in the error.
 
+    Each save is atomic (:class:`trufl.checkpoints.AtomicCheckpointIO`): a save that fails
+    (a full disk) or is killed leaves the previous ``last.ckpt`` whole, and the state each save
+    replaces stays as ``last-previous.ckpt`` (a hard link).
+
     ``ckpt_path=<dirpath>/last.ckpt`` resumes from it. The best validation
     checkpoint is a separate :class:`~pytorch_lightning.callbacks.ModelCheckpoint`.
     """
@@ -49,6 +54,17 @@ class LastCheckpoint(ModelCheckpoint):
     @property
     def path(self) -> Path:
         return Path(self.dirpath) / f"last{self.FILE_EXTENSION}"
+
+    @property
+    def previous_path(self) -> Path:
+        """What ``last.ckpt`` held before its latest save."""
+        return Path(self.dirpath) / PREVIOUS
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        # each save is atomic (AtomicCheckpointIO); the state it replaces stays as last-previous.ckpt
+        if trainer.is_global_zero and Path(filepath) == self.path and self.path.is_file():
+            keep_previous(self.path, self.previous_path)
+        super()._save_checkpoint(trainer, filepath)
 
     def save_now(self, trainer: pl.Trainer) -> None:
         """Write ``last.ckpt`` unless it already holds this step (every rank calls this: the save synchronises)."""
@@ -65,11 +81,22 @@ class LastCheckpoint(ModelCheckpoint):
             # the other ranks are inside a collective: a save (which synchronises) would hang
             rank_zero_warn(f"{type(exception).__name__} on one rank: the latest periodic {self.path} is the resume point")
             return
-        self.save_now(trainer)
+        try:
+            self.save_now(trainer)
+        except OSError as err:  # e.g. the disk filled during a save: the error that stopped fitting stays the one raised
+            if not self.path.is_file():
+                log.error("could not save the state of step %d (%s); no checkpoint was written", trainer.global_step, err)
+                exception.add_note(f"the save at step {trainer.global_step} failed ({err}); no checkpoint was written")
+                return
+            step = torch.load(self.path, map_location="cpu", weights_only=True, mmap=True)["global_step"]
+            log.error("could not save the state of step %d (%s); %s (step %d) is intact: resume with ckpt_path=%s",
+                      trainer.global_step, err, self.path, step, self.path)
+            exception.add_note(f"the save at step {trainer.global_step} failed ({err}); resume from {self.path} (step {step})")
+            return
         if isinstance(exception, NonFiniteLossError):
             kept = self.path.with_name(f"nonfinite-step{trainer.global_step}{self.FILE_EXTENSION}")
             if trainer.is_global_zero:
-                shutil.copyfile(self.path, kept)
+                keep_previous(self.path, kept)
             exception.add_note(f"checkpoint of the state before this step: {kept}")
         else:
             log.warning("%s at step %d; resume with ckpt_path=%s", type(exception).__name__, trainer.global_step, self.path)

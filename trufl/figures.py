@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .atomic import savefig_atomic
 from .extras import require
 
 
@@ -38,6 +39,6 @@ def box_mass_figure(mass: list[float], probs: list[float], path: Path) -> Path:
     ax.legend(frameon=False)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    savefig_atomic(fig, path, dpi=100)
     plt.close(fig)
     return path

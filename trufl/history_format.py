@@ -13,8 +13,9 @@ written by the callback (:class:`trufl.history.SupportHistory`) and read by the 
 * ``{"kind": "val", "step": s, "metrics": {...}}`` (:func:`val_record`): a validation's
   :data:`CURVE_METRICS`.
 
-Records are appended and flushed one at a time (:func:`append`), so an interrupted run
-keeps what it wrote; a resumed run appends to the same file.
+Records are appended one whole line at a time (:func:`append`), so an interrupted run
+keeps what it wrote; a resumed run appends to the same file, after removing a line a kill cut
+short; :func:`read_history` skips such a line with a warning.
 """
 
 from __future__ import annotations
@@ -65,10 +66,37 @@ def history_file(path: str | Path) -> Path:
 
 
 def append(path: str | Path, record: dict) -> None:
-    """One JSON line, flushed at once (an interrupted run keeps what it wrote)."""
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
+    """One JSON line, written whole by a single unbuffered write (an interrupted run keeps
+    every record it finished). A line cut short by an earlier kill is removed first, with a
+    warning, so the record does not join it on one unreadable line."""
+    line = (json.dumps(record) + "\n").encode()
+    with open(path, "ab+", buffering=0) as f:
+        _drop_partial_tail(f, path)
+        written = 0
+        while written < len(line):  # a regular file takes it in one write; a short write is resumed
+            written += f.write(line[written:])
+
+
+def _drop_partial_tail(f, path: str | Path) -> None:
+    """Truncate ``f`` (opened ``ab+``) after its last newline when it does not end in one."""
+    end = f.seek(0, 2)
+    if end == 0:
+        return
+    f.seek(end - 1)
+    if f.read(1) == b"\n":
+        return
+    keep, pos = 0, end
+    while pos > 0:  # the last newline, read backwards a block at a time
+        start = max(0, pos - (1 << 16))
+        f.seek(start)
+        cut = f.read(pos - start).rfind(b"\n")
+        if cut >= 0:
+            keep = start + cut + 1
+            break
+        pos = start
+    log.warning("%s: an incomplete last line (%d bytes, a run killed mid-write) removed before appending",
+                path, end - keep)
+    f.truncate(keep)
 
 
 def read_history(path: str | Path) -> dict:

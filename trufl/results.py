@@ -4,7 +4,6 @@ read these files, never the loggers' internals."""
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 
 from . import __version__
+from .atomic import write_json_atomic
 
 
 def code_version() -> dict:
@@ -44,7 +44,8 @@ def hydra_overrides() -> list[str]:
 
 
 def write(path: Path, results: dict) -> None:
-    path.write_text(json.dumps(results, indent=2, default=_jsonable))
+    """``results`` as JSON at ``path``, atomically (a reader never sees half a file)."""
+    write_json_atomic(path, results, default=_jsonable)
 
 
 def _jsonable(obj):

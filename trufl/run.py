@@ -18,6 +18,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from . import results as res
 from .build import build, build_logger, build_model, build_trainer
 from .callbacks import LastCheckpoint
+from .checkpoints import check_resumable
 from .config import ConfigError, to_container, validate_config
 from .configuration import run_configuration
 from .figures import run_figures
@@ -69,9 +70,11 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, float]:
     validate_config(cfg)
+    check_resumable(cfg.get("ckpt_path"))  # a truncated or corrupted checkpoint is refused before any work
     _set_threads(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
+    _write_started(cfg, out)
 
     task = build(cfg.dataset)
     task.setup()
@@ -154,6 +157,21 @@ def _finished_results(cfg, start, trainer, module, task, metrics) -> dict:
         **_checkpoints(trainer),
         "code_version": res.code_version(),
     }
+
+
+@rank_zero_only
+def _write_started(cfg: DictConfig, out: Path) -> None:
+    """``results.json`` with ``status: started`` until the run writes its outcome: a job killed
+    outright (SIGKILL, a lost node, a killed multirun launcher) keeps this mark in tables."""
+    res.write(out / "results.json", {
+        "status": "started",
+        "configuration": run_configuration(cfg),
+        "config": to_container(cfg),
+        "choices": res.hydra_choices(),
+        "overrides": res.hydra_overrides(),
+        "checkpoint_dir": str(cfg.callbacks.last.dirpath) if cfg.get("callbacks") and cfg.callbacks.get("last") else None,
+        "code_version": res.code_version(),
+    })
 
 
 @rank_zero_only

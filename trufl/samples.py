@@ -13,6 +13,7 @@ import pytorch_lightning as pl
 import torch
 
 from .api import LoadedRun, load, write_json
+from .atomic import savefig_atomic
 from .data.base import SamplingGroup, Task
 from .data.graphs import GraphColouringDataModule
 from .data.sudoku import SudokuDataModule
@@ -82,7 +83,7 @@ def picture(objects: list, sudoku: bool, title: str, acceptance: float, path: Pa
     from .reporting.plot_samples import draw_samples  # matplotlib only when a picture is drawn
 
     fig = draw_samples([(row, adj) for row, adj, _ in objects], [v for _, _, v in objects], sudoku, title, acceptance)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    savefig_atomic(fig, path, dpi=110, bbox_inches="tight")
     return path
 
 

@@ -7,13 +7,14 @@ import hashlib
 import json
 import logging
 import math
-import os
 import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from rich.progress import Progress
+
+from ..atomic import atomic_path, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,11 @@ def load_or_build(path: Path, builder) -> dict[str, np.ndarray]:
                 return arrays
             log.warning("data cache %s is %s; rebuilding it", path, problem)
         arrays = builder()
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez_compressed(tmp, **arrays)
-        _write_atomically(_checksum_path(path), _sha256(tmp))
-        tmp.replace(path)
+        # a unique temporary file beside the cache, renamed into place once complete; the
+        # checksum goes first, so a kill in between leaves a mismatch (a rebuild), never a bad hit
+        with atomic_path(path) as tmp:
+            np.savez_compressed(tmp, **arrays)
+            write_text_atomic(_checksum_path(path), _sha256(tmp))
         return arrays
 
 
@@ -58,12 +60,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
-
-
 def _load_checked(path: Path) -> tuple[dict[str, np.ndarray] | None, str]:
     """``(arrays, "")``, or ``(None, what is wrong)``. A file cached before checksums
     were kept is trusted if it loads, and its checksum recorded."""
@@ -76,7 +72,7 @@ def _load_checked(path: Path) -> tuple[dict[str, np.ndarray] | None, str]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         return None, f"unreadable ({type(err).__name__}: {err})"
     if not recorded.exists():
-        _write_atomically(recorded, _sha256(path))
+        write_text_atomic(recorded, _sha256(path))
     return arrays, ""
 
 

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from ..history_format import read_history  # noqa: E402
+from ..atomic import atomic_path, savefig_atomic  # noqa: E402
 
 #: category colours (tab10), cycled for K > 10
 COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
@@ -209,9 +210,9 @@ def animate(history_path: str | Path, out_dir: str | Path, name: str = "support"
     ymax = density_ceiling(history) if history["meta"]["dim"] == 1 else None
     fig = Figure(figsize=(9, 7.5) if history["meta"]["dim"] == 2 else (9, 6.5))
     writer = PillowWriter(fps=fps)
-    with writer.saving(fig, str(gif), dpi):
+    with atomic_path(gif) as tmp, writer.saving(fig, str(tmp), dpi):  # the GIF appears complete
         for index in range(len(history["frames"])):
             draw_frame(fig, history, index, ymax)
             writer.grab_frame()
-    fig.savefig(png, dpi=100)
+    savefig_atomic(fig, png, dpi=100)
     return gif, png

@@ -15,6 +15,8 @@ import csv
 import json
 from pathlib import Path
 
+from ..atomic import atomic_open
+
 from .plot_curves import read_curve, save_lines
 
 
@@ -23,7 +25,7 @@ def export_curve(run: Path, out: Path, metric: str = "val/nll_bits") -> list[tup
     final re-validation of the same weights after training is left out), written to ``out``."""
     last = json.loads((run / "results.json").read_text())["global_step"]
     points = [(s, v) for s, v in zip(*read_curve(run, metric)) if s <= last]
-    with open(out, "w", newline="") as f:
+    with atomic_open(out, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["step", "val_bits"])
         writer.writerows([s, f"{v:.4f}"] for s, v in points)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from ..atomic import atomic_open
 from .plot_curves import read_curve
 from .runs import group_value, status, value
 from .tables import row_value
@@ -123,7 +124,7 @@ def steps_cell(curves: list[Curve], bound: float) -> str:
 
 def write_curves_csv(curves: list[Curve], group: list[str], metric: str, out: Path) -> Path:
     """Every curve's points as rows: the row keys, the seed, the step and ``metric``."""
-    with open(out, "w", newline="") as f:
+    with atomic_open(out, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow([*group, "seed", "step", metric])
         results = [c.result for c in curves]

@@ -38,6 +38,7 @@ import sys
 from pathlib import Path
 
 from .formats import latex, markdown, without, write_csv
+from ..atomic import write_text_atomic
 from .curves import CurveSpec, add_steps_column, read_curves, target_value, write_curves_csv
 from .plot_curves import plot_curves
 from .repository import ROOT
@@ -76,9 +77,9 @@ def write_table(spec: dict, out: Path, header: list[str], rows: list[list[str]])
         text += f"\nSweep wall time: {wall_time / 60:.1f} min.\n"
     if spec.get("note"):  # what a row is beyond its keys (e.g. a biased objective)
         text += f"\n{spec['note'].strip()}\n"
-    (out / "table.md").write_text(text)
+    write_text_atomic(out / "table.md", text)
     write_csv(out / "table.csv", header, rows)
-    (out / "table.tex").write_text(latex(*short, caption=spec["title"], label=f"tab:{spec['name']}"))
+    write_text_atomic(out / "table.tex", latex(*short, caption=spec["title"], label=f"tab:{spec['name']}"))
     return text
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from ..atomic import atomic_open
+
 
 def without(header: list[str], rows: list[list[str]], column: str) -> tuple[list[str], list[list[str]]]:
     """The table without ``column`` (the long ``overrides`` stay in the CSV only)."""
@@ -55,5 +57,5 @@ def latex(header: list[str], rows: list[list[str]], caption: str = "", label: st
 
 
 def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         csv.writer(f).writerows([header, *rows])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..extras import require
 from .runs import group_value
+from ..atomic import savefig_atomic
 
 
 def read_curve(run: Path, metric: str) -> tuple[list[int], list[float]]:
@@ -58,7 +59,7 @@ def save_lines(lines: list[tuple[list[int], list[float], str, str]], ylabel: str
     ax.grid(alpha=0.3)
     ax.legend(fontsize=legend_size)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    savefig_atomic(fig, out, dpi=120)
     plt.close(fig)
     return out
 

@@ -28,6 +28,7 @@ import torch  # noqa: E402
 
 from ..api import load  # noqa: E402
 from ..checkpoint import CheckpointError, checkpoint_file, run_dir_of  # noqa: E402
+from ..atomic import savefig_atomic  # noqa: E402
 from ..condition import Condition  # noqa: E402
 from ..sampling import sample_with_rejection  # noqa: E402
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     run_dir = run_dir_of(checkpoint_file(args.run))
     fig = draw_samples(objects, valid, sudoku, run_dir.name, info["acceptance"])
     out = args.out or run_dir / "samples.png"
-    fig.savefig(out, dpi=110, bbox_inches="tight")
+    savefig_atomic(fig, out, dpi=110, bbox_inches="tight")
     print(f"written: {out}")
 
 

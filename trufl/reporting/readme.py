@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..atomic import write_text_atomic
+
 from .repository import README
 
 
@@ -42,5 +44,5 @@ def update(name: str, body: str, path: Path = README) -> bool:
     text = path.read_text()
     new = replace_block(text, name, body)
     if new != text:
-        path.write_text(new)
+        write_text_atomic(path, new)
     return new != text

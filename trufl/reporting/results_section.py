@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from .readme import block, replace_block
+from ..atomic import write_text_atomic
 from .repository import EXPERIMENTS, RESULTS, RESULTS_PAGE
 
 BLOCK = "results"
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if same else 1)
     new = replace_block(text, BLOCK, body)
     if new != text:
-        args.readme.write_text(new)
+        write_text_atomic(args.readme, new)
     print(f"{args.readme}: results section {'rewritten' if new != text else 'unchanged'}")
 
 

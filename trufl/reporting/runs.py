@@ -20,7 +20,8 @@ def load(root: Path) -> list[dict]:
 
 
 def status(result: dict) -> str:
-    """``finished``, ``failed`` or ``interrupted`` (files from before ``status`` existed: by their content)."""
+    """``finished``, ``failed``, ``interrupted`` or ``started`` (running, or killed before it could
+    write an outcome); files from before ``status`` existed: by their content."""
     return result.get("status") or ("finished" if "metrics" in result else "interrupted" if result.get("interrupted") else "failed")
 
 

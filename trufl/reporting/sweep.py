@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .. import config_dir
 from .repository import ROOT, shown_command
+from ..atomic import write_json_atomic
 
 
 def sweeps(spec: dict) -> list[tuple[str, dict]]:
@@ -67,7 +68,7 @@ def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher:
         "launcher": launcher, "tiny": tiny, "wall_time_s": round(time.time() - start, 1), "returncode": next((c for c in codes if c), 0),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
     }
-    (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(out / "sweep.json", record)
     return next((c for c in codes if c), 0)
 
 

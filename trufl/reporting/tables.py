@@ -6,7 +6,7 @@
 Reads only results.json (never the loggers). Writes markdown to stdout and,
 with --csv, a CSV file. ``seeds`` counts distinct seeds among a row's finished runs;
 ``status`` is ``ok`` or the count of failed/interrupted runs (their results.json
-has no metrics). Unknown metric names are an error; a row that pools runs which
+has no metrics) and of runs only ``started`` (still running, or killed outright). Unknown metric names are an error; a row that pools runs which
 differ in a config key other than the seed is reported on stderr.
 """
 
@@ -77,7 +77,7 @@ def seeds(runs: list[dict]) -> int:
 
 def status_cell(runs: list[dict]) -> str:
     """``ok`` when every run finished, else the counts (``2 ok, 1 failed``)."""
-    counts = {s: sum(status(r) == s for r in runs) for s in ("finished", "failed", "interrupted")}
+    counts = {s: sum(status(r) == s for r in runs) for s in ("finished", "failed", "interrupted", "started")}
     if counts["finished"] == len(runs):
         return "ok"
     return ", ".join(f"{n} {'ok' if s == 'finished' else s}" for s, n in counts.items() if n)

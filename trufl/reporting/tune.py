@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shlex
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 import yaml
 
 from .. import config_dir
+from ..atomic import atomic_open, write_json_atomic, write_text_atomic
+
 from .repository import RESULTS, ROOT, shown_command
 from .runs import load, status, value
 
@@ -86,7 +87,7 @@ def write_preset(search: str, flow: str, chosen: dict, keys: list[str], presets:
     text = "\n".join(lines) + "\n" + (yaml.safe_dump(nested, sort_keys=True) if nested else "")
     presets.mkdir(parents=True, exist_ok=True)
     path = presets / f"{search}_{flow}.yaml"
-    path.write_text(text)
+    write_text_atomic(path, text)
     return path
 
 
@@ -124,11 +125,11 @@ def main(argv: list[str] | None = None) -> None:
             record["flows"][flow]["preset"] = shown_command([str(preset)])
         print(f"{flow}: {len(rows)} trials, chosen {chosen}")
     args.results.mkdir(parents=True, exist_ok=True)
-    with open(args.results / f"tuning_{args.search}.csv", "w", newline="") as f:
+    with atomic_open(args.results / f"tuning_{args.search}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, ["flow", "trial", *keys, metric, "status"])
         writer.writeheader()
         writer.writerows(table)
-    (args.results / f"tuning_{args.search}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomic(args.results / f"tuning_{args.search}.json", record)
 
 
 if __name__ == "__main__":

@@ -295,7 +295,7 @@ def check_model(cfg: DictConfig) -> list[str]:
         build_likelihood(cfg, _num_categories(task))
     except InstantiationException as err:
         return [f"the model cannot be built: {err.__cause__ or err}".split("\n")[0]]
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OSError) as err:  # OSError: a dataset.path that does not exist
         return [f"the model cannot be built: {err}"]
     return []
 

@@ -54,6 +54,7 @@ def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher:
     ``argv`` (the experiment's own arguments) as the command that reproduces it. Returns the
     worst exit code."""
     out.mkdir(parents=True, exist_ok=True)
+    finished_before = finished_runs(out / "runs")
     start, commands, codes = time.time(), [], []
     for name, sweep in sweeps(spec):
         cmd = sweep_command(spec, out / "runs" / name if name else out / "runs", tiny, overrides, launcher, sweep)
@@ -65,9 +66,21 @@ def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher:
         "command": commands[0], **({"block_commands": commands[1:]} if len(commands) > 1 else {}),
         "launcher": launcher, "tiny": tiny, "wall_time_s": round(time.time() - start, 1), "returncode": next((c for c in codes if c), 0),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        **({"resumed": {"finished_before": finished_before}} if finished_before else {}),
     }
     (out / "sweep.json").write_text(json.dumps(record, indent=2) + "\n")
     return next((c for c in codes if c), 0)
+
+
+def finished_runs(runs: Path) -> int:
+    """How many runs under ``runs`` say ``finished`` (a resumed sweep skips them)."""
+    count = 0
+    for path in runs.rglob("results.json") if runs.is_dir() else []:
+        try:
+            count += json.loads(path.read_text()).get("status") == "finished"
+        except (OSError, json.JSONDecodeError):
+            pass
+    return count
 
 
 def recorded_wall_time(out: Path) -> float | None:

@@ -271,32 +271,39 @@ def _check_configuration(cfg: DictConfig) -> list[str]:
 PLACEHOLDER_CATEGORIES = 256
 
 
-def _num_categories(task) -> int:
+def _num_categories(cfg: DictConfig) -> int:
     """The task's K without reading its data (a placeholder where the vocabulary is the data's)."""
     from .data.text import TextDataModule
 
-    if isinstance(task, TextDataModule) and task.corpus not in ("bible", "text8"):
-        return PLACEHOLDER_CATEGORIES
-    return int(task.num_categories)
+    if issubclass(get_object(cfg.dataset._target_), TextDataModule):
+        return 27 if cfg.dataset.get("corpus") in ("bible", "text8") else PLACEHOLDER_CATEGORIES
+    from .build import build
+
+    return int(build(cfg.dataset).num_categories)
 
 
 def check_model(cfg: DictConfig) -> list[str]:
-    """Errors from assembling the run's parts: the task's constructor (no data is read) and
-    the likelihood model, built and dropped (a fraction of a second; parameter
-    initialisation does not read the run's seed, which the job sets afterwards), so a combination of options that cannot train (``flow=categorical
-    context=causal_lstm``, ``prior=set_coupling`` with D = 1) is refused before anything is
-    read or written, with the constructor's message (which names its keys)."""
+    """Errors from assembling the run's parts: the task's constructor and the likelihood model,
+    built and dropped (a fraction of a second; parameter initialisation does not read the
+    run's seed, which the job sets afterwards), so a combination of options that cannot train
+    (``flow=categorical context=causal_lstm``, ``prior=set_coupling`` with D = 1,
+    ``dataset=enwik8`` without a path) is refused before anything is read or written, with
+    the constructor's message (which names its keys). Files are not looked at: a
+    ``dataset.path`` is checked when the data is built."""
     from hydra.errors import InstantiationException
 
     from .build import build, build_likelihood
 
     try:
-        task = build(cfg.dataset)
-        build_likelihood(cfg, _num_categories(task))
+        try:
+            build(cfg.dataset)
+        except OSError:
+            pass  # a missing dataset.path: the data's problem, reported when it is built
+        build_likelihood(cfg, _num_categories(cfg))
     except InstantiationException as err:
-        return [f"the model cannot be built: {err.__cause__ or err}".split("\n")[0]]
-    except (ValueError, TypeError, OSError) as err:  # OSError: a dataset.path that does not exist
-        return [f"the model cannot be built: {err}"]
+        return [f"the run cannot be assembled: {err.__cause__ or err}".split("\n")[0]]
+    except (ValueError, TypeError) as err:
+        return [f"the run cannot be assembled: {err}"]
     return []
 
 

@@ -40,7 +40,7 @@ def sweep_command(spec: dict, runs: Path, tiny: bool, extra: list[str], launcher
     """The multirun command of ``sweep`` (default: the file's ``sweep``) on ``launcher`` (a
     conf/hydra/launcher option); an extra override of a sweep axis (``seed=0,1,2``)
     replaces the file's values for it."""
-    if not (ROOT / "conf" / "hydra" / "launcher" / f"{launcher}.yaml").is_file():
+    if launcher != "basic" and not (ROOT / "conf" / "hydra" / "launcher" / f"{launcher}.yaml").is_file():  # basic: Hydra's own
         sys.exit(f"--launcher {launcher}: no conf/hydra/launcher/{launcher}.yaml")
     replaced = {o.split("=", 1)[0].lstrip("+~") for o in extra if "=" in o}
     return [

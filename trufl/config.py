@@ -266,8 +266,8 @@ def _check_configuration(cfg: DictConfig) -> list[str]:
     return []
 
 
-#: K for a structural check of a corpus whose vocabulary is only known from its data (ptb, enwik8):
-#: what the model's shape depends on (Argmax's bits, a coupling prior's split) is the same for any K >= 5
+#: K for assembling the model of a corpus whose vocabulary is only known from its data (ptb, enwik8):
+#: what a refusal depends on (Argmax's dimension >= 2 for a coupling prior's split) is the same for any K >= 3
 PLACEHOLDER_CATEGORIES = 256
 
 

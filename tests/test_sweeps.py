@@ -179,3 +179,27 @@ def test_the_wandb_sweep_drives_train_py_with_valid_overrides(hydra_conf):
             validate_config(cfg)
             choices = cfg.hydra.runtime.choices
             assert (choices[key] if key in choices else OmegaConf.select(cfg, key)) == value, (key, value)
+
+
+def test_a_finished_job_is_skipped_unless_skip_finished_is_false(hydra_conf, tmp_path):
+    from trufl.resume import finished_results
+
+    _finished(tmp_path / "job", ["seed=3"])
+    cfg = compose("config", overrides=[f"paths.output_dir={tmp_path / 'job'}", "seed=3"])
+    assert finished_results(cfg, overrides=["seed=3"]) == {"status": "finished", "overrides": ["seed=3"], "metrics": {}}
+    off = compose("config", overrides=[f"paths.output_dir={tmp_path / 'job'}", "seed=3", "skip_finished=false"])
+    assert finished_results(off, overrides=["seed=3", "skip_finished=false"]) is None
+
+
+def test_an_experiment_refuses_earlier_runs_unless_resumed_or_fresh(tmp_path):
+    from trufl.reporting.experiment import prepare_runs
+
+    runs = tmp_path / "runs"
+    prepare_runs(runs, resume=False, fresh=False)  # nothing there yet: nothing to decide
+    _finished(runs / "0_trufl_toy", ["seed=0"])
+    with pytest.raises(SystemExit, match=r"holds 1 run\(s\) of an earlier sweep: --resume .* --fresh"):
+        prepare_runs(runs, resume=False, fresh=False)
+    prepare_runs(runs, resume=True, fresh=False)
+    assert (runs / "0_trufl_toy" / "results.json").is_file()
+    prepare_runs(runs, resume=False, fresh=True)
+    assert not runs.exists()

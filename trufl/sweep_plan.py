@@ -73,7 +73,9 @@ def show(jobs: list[PlannedJob], sweeper: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"sweep plan ({sweeper}): {len(jobs)} job(s), none launched")
+    basic = sweeper == "BasicSweeper"
+    title = f"{len(jobs)} job(s)" if basic else "it chooses its trials as it goes: the config they share is checked"
+    table = Table(title=f"sweep plan ({sweeper}): {title}; none launched")
     for column in ("#", "overrides", "directory", "status"):
         table.add_column(column)
     style = {"run": "", "finished": "dim", "invalid": "bold red"}

@@ -21,7 +21,7 @@ train: ## the default job: TRUFL (D=1) + AR-LSTM prior (decoded tokens, spline) 
 toy: ## TRUFL's toy result: widths learn the category probabilities (one seed, ~15 s)
 	$(PYTHON) train.py experiment=toy flow=trufl flow.dim=1 recon_weight=10
 
-reproduce: ## one table/figure of experiments/: make reproduce EXP=<name> [LAUNCHER=slurm] [ARGS="seed=0,1,2 ..."]
+reproduce: ## one table/figure of experiments/: make reproduce EXP=<name> [LAUNCHER=slurm] [ARGS="seed=0,1,2 ... --resume|--fresh"]
 	@if [ -z "$(EXP)" ] || [ ! -f experiments/$(EXP).yaml ]; then \
 		echo "EXP must name a file of experiments/: one of $(EXPERIMENT_FILES)" >&2; exit 2; fi
 	$(PYTHON) scripts/experiment.py experiments/$(EXP).yaml --launcher $(LAUNCHER) --publish $(RESULTS) $(ARGS)

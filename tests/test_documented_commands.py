@@ -28,6 +28,7 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf.errors import OmegaConfBaseException
 
+from trufl.cli import open_trainer_overrides
 from trufl.config import ConfigError, validate_config
 from trufl.multirun import validate_sweep
 
@@ -119,7 +120,8 @@ def overrides_of(command: str) -> tuple[bool, list[str]]:
             break
         args.append(word)
     multirun = any(a in ("-m", "--multirun") for a in args)
-    args = [a for a in args if a not in ("-m", "--multirun")]
+    # train.py's own flag (--dry-run: a sweep listed, not launched) and its opening of Trainer arguments
+    args = open_trainer_overrides([a for a in args if a not in ("-m", "--multirun", "--dry-run")])
     flags = [a for a in args if a.startswith("-") and not a.startswith("~")]
     assert not flags, f"{command!r}: flags {flags} are not Hydra overrides; a documented command should be one the test can compose"
     return multirun, args

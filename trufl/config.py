@@ -38,6 +38,7 @@ from omegaconf.errors import OmegaConfBaseException
 from .configuration import Configuration, run_configuration
 from .config_lightning import LIGHTNING_INJECTED, LIGHTNING_RANGES, registry_choices
 from .settings import Count, NonNegative, NonNegativeInt, Range, Seed, is_injected, members, number_type, plain, range_for
+from .suggest import did_you_mean
 
 ALLOWED_TARGET_PREFIXES = ("trufl.", "torch.", "pytorch_lightning.")
 HYDRA_KEYS = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_"}
@@ -73,6 +74,7 @@ class RunSettings:
     recipe_name: str | None = None
     experiment_name: str | None = None
     optimized_metric: str = "val/nll_bits"
+    skip_finished: bool = True
 
 
 # -- ranges: declared in the annotations; Lightning's in trufl.config_lightning -----
@@ -185,7 +187,8 @@ def check_values(prefix: str, node: DictConfig, annotations: dict[str, Any], tar
         if key not in annotations:
             if not open_keys:
                 where = f" for {target}" if target else "" if prefix else " at the top level"
-                errors.append(f"unknown key {name} (valid keys{where}: {valid})")
+                hint = did_you_mean(str(key), {*annotations, *skip}, prefix=f"{prefix}." if prefix else "")
+                errors.append(f"unknown key {name}{hint} (valid keys{where}: {valid})")
             continue
         value, err = _value(node, key)
         if err:
@@ -263,6 +266,47 @@ def _check_configuration(cfg: DictConfig) -> list[str]:
     return []
 
 
+#: K for assembling the model of a corpus whose vocabulary is only known from its data (ptb, enwik8):
+#: what a refusal depends on (Argmax's dimension >= 2 for a coupling prior's split) is the same for any K >= 3
+PLACEHOLDER_CATEGORIES = 256
+
+
+def _num_categories(cfg: DictConfig) -> int:
+    """The task's K without reading its data (a placeholder where the vocabulary is the data's)."""
+    from .data.text import TextDataModule
+
+    if issubclass(get_object(cfg.dataset._target_), TextDataModule):
+        return 27 if cfg.dataset.get("corpus") in ("bible", "text8") else PLACEHOLDER_CATEGORIES
+    from .build import build
+
+    return int(build(cfg.dataset).num_categories)
+
+
+def check_model(cfg: DictConfig) -> list[str]:
+    """Errors from assembling the run's parts: the task's constructor and the likelihood model,
+    built and dropped (a fraction of a second; parameter initialisation does not read the
+    run's seed, which the job sets afterwards), so a combination of options that cannot train
+    (``flow=categorical context=causal_lstm``, ``prior=set_coupling`` with D = 1,
+    ``dataset=enwik8`` without a path) is refused before anything is read or written, with
+    the constructor's message (which names its keys). Files are not looked at: a
+    ``dataset.path`` is checked when the data is built."""
+    from hydra.errors import InstantiationException
+
+    from .build import build, build_likelihood
+
+    try:
+        try:
+            build(cfg.dataset)
+        except OSError:
+            pass  # a missing dataset.path: the data's problem, reported when it is built
+        build_likelihood(cfg, _num_categories(cfg))
+    except InstantiationException as err:
+        return [f"the run cannot be assembled: {err.__cause__ or err}".split("\n")[0]]
+    except (ValueError, TypeError) as err:
+        return [f"the run cannot be assembled: {err}"]
+    return []
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` listing every problem found in ``cfg``."""
     from .optim import OptimSettings
@@ -285,8 +329,26 @@ def validate_config(cfg: DictConfig) -> None:
         errors += _check_target(f"callbacks.{name}", node) if isinstance(node, DictConfig) else [f"callbacks.{name} must be a config node with a _target_"]
     errors += _check_probs(cfg)
     errors += _check_configuration(cfg)
+    if not errors:  # the parts are valid one by one: do they fit together?
+        errors += check_model(cfg)
     if errors:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+        chosen = " ".join(chosen_groups(cfg))
+        raise ConfigError(f"invalid configuration{f' (with {chosen})' if chosen else ''}:\n  - " + "\n  - ".join(errors))
+
+
+def chosen_groups(cfg: DictConfig) -> list[str]:
+    """The group choices given as overrides (``flow=categorical``, ``prior/encoder=lstm``), from the
+    config's own ``hydra`` node or the job's HydraConfig: which options a message is about."""
+    from hydra.core.hydra_config import HydraConfig
+
+    node = cfg.get("hydra") if isinstance(cfg.get("hydra"), DictConfig) else None
+    if node is None and HydraConfig.initialized():
+        node = HydraConfig.get()
+    if node is None:
+        return []
+    choices = node.runtime.choices
+    overrides = [str(o) for o in node.overrides.task]
+    return [o for o in overrides if "=" in o and o.split("=", 1)[0].lstrip("+~") in choices]
 
 
 def to_container(cfg: DictConfig) -> dict:

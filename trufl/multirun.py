@@ -75,10 +75,23 @@ def validate_sweep(config: DictConfig, config_loader) -> int:
     return max(1, len(jobs))
 
 
+def _exit_with(err: ConfigError) -> None:
+    # Hydra turns a callback's exceptions into warnings and goes on; a usage error must
+    # stop the run, so exit like Hydra does for one (status 1, the message alone).
+    sys.stderr.write(f"{err}\n")
+    raise SystemExit(1) from None
+
+
 class ValidateJobs(Callback):
-    """Hydra callback (``hydra.callbacks`` in ``trufl/conf/hydra/default.yaml``): a multirun
-    validates every job's config before the sweeper creates a directory or launches
-    (or queues, on SLURM) a single job."""
+    """Hydra callback (``hydra.callbacks`` in ``trufl/conf/hydra/default.yaml``): a run validates its
+    config, and a multirun every job's, before Hydra creates a directory (the run's
+    ``outputs/<task>/<time>/.hydra``, the sweep's) or launches (or queues, on SLURM) a job."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            validate_config(config)  # its ``hydra`` node is not checked, only read for the choices
+        except ConfigError as err:
+            _exit_with(err)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.global_hydra import GlobalHydra
@@ -86,7 +99,4 @@ class ValidateJobs(Callback):
         try:
             validate_sweep(config, GlobalHydra.instance().config_loader())
         except ConfigError as err:
-            # Hydra turns a callback's exceptions into warnings and goes on; a usage
-            # error must stop the multirun, so exit like Hydra does for one (status 1).
-            sys.stderr.write(f"{err}\n")
-            raise SystemExit(1) from None
+            _exit_with(err)

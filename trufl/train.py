@@ -20,10 +20,13 @@ PLUGIN_CHOICES = (
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Train and evaluate one job; return the metric a sweeper optimises."""
+    """Train and evaluate one job (or, in a sweep started again on its directory, take the
+    metrics of a job that already finished); return the metric a sweeper optimises."""
+    from .resume import finished_results
     from .run import run  # imported here so --help and tab completion stay fast
 
-    metrics = run(cfg)
+    done = finished_results(cfg)
+    metrics = done["metrics"] if done is not None else run(cfg)
     return metrics.get(cfg.get("optimized_metric", "val/nll_bits"), float("nan"))  # what sweepers optimise
 
 
@@ -37,11 +40,22 @@ def require_plugins(args: Sequence[str]) -> None:
 
 
 def cli() -> None:
-    """``trufl-train`` / ``python -m trufl.train`` / ``python train.py``: Hydra's command line."""
+    """``trufl-train`` / ``python -m trufl.train`` / ``python train.py``: Hydra's command line,
+    plus any Trainer argument without ``+`` and ``--dry-run`` (list and validate a sweep's jobs)."""
+    from .cli import open_trainer_overrides
+    from .suggest import install
+
+    args = open_trainer_overrides(sys.argv[1:])
     try:
-        require_plugins(sys.argv[1:])
+        require_plugins(args)
     except MissingExtraError as err:  # a usage error: the message alone, status 1, as Hydra exits
         sys.exit(str(err))
+    if "--dry-run" in args:
+        from .sweep_plan import main as plan
+
+        sys.exit(plan([a for a in args if a != "--dry-run"]))
+    sys.argv[1:] = args
+    install()  # did-you-mean lines in Hydra's composition errors
     main()
 
 

@@ -5,6 +5,7 @@
     python scripts/experiment.py experiments/sets.yaml seed=0,1,2    # extra overrides for the sweep
     python scripts/experiment.py experiments/sets.yaml --launcher slurm hydra.launcher.partition=cpu
     python scripts/experiment.py experiments/toy.yaml --publish experiments/results   # make reproduce EXP=toy
+    python scripts/experiment.py experiments/toy.yaml --resume     # after an interruption: only what did not finish
 
 The sweep is one ``python train.py -m`` multirun on ``--launcher`` (default ``local``:
 joblib, 2 jobs, one torch thread each; ``slurm``: submitit, trufl/conf/hydra/launcher/slurm.yaml);
@@ -16,6 +17,11 @@ column, and a failed sweep still writes the table before exiting non-zero. Then 
 of the file's ``figures`` runs: a command template (``{python}``, ``{out}``, ``{runs}``,
 and ``{run_dirs}``: the finished run directories, one argument each), or
 ``{command: ..., where: {key: value}}`` to pass only the runs with those config values.
+
+A sweep starts again on the same ``<out>/runs`` with ``--resume``: the jobs whose
+``results.json`` says ``finished`` are skipped (``skip_finished``, :mod:`trufl.resume`), the failed,
+interrupted and missing ones run; ``--fresh`` deletes the earlier runs first; with neither, an
+``<out>/runs`` that holds runs already is refused (a table must not mix two sweeps unknowingly).
 
 Output under ``<out>`` (default multirun/experiments/<name>): ``table.md``, ``table.csv``,
 ``table.tex`` (booktabs), ``sweep.json`` (the sweep's command, as run from the repository root,
@@ -74,7 +80,9 @@ def write_table(spec: dict, out: Path, header: list[str], rows: list[list[str]])
     text = f"**{spec['title']}**\n\n{markdown(*short)}\n"
     wall_time = recorded_wall_time(out)
     if wall_time is not None:  # None: a table made in parts (its sweep.json says why)
-        text += f"\nSweep wall time: {wall_time / 60:.1f} min.\n"
+        resumed = json.loads((out / "sweep.json").read_text()).get("resumed")
+        earlier = f" (resumed: the {resumed['finished_before']} runs finished before are not counted)" if resumed else ""
+        text += f"\nSweep wall time: {wall_time / 60:.1f} min{earlier}.\n"
     if spec.get("note"):  # what a row is beyond its keys (e.g. a biased objective)
         text += f"\n{spec['note'].strip()}\n"
     write_text_atomic(out / "table.md", text)
@@ -139,6 +147,18 @@ def publish(spec: dict, out: Path, target: Path) -> list[Path]:
     return written
 
 
+def prepare_runs(runs: Path, resume: bool, fresh: bool) -> None:
+    """Refuse to sweep into a ``runs`` folder holding earlier runs unless told to keep them
+    (``resume``: the finished ones are skipped) or to delete them (``fresh``)."""
+    earlier = sorted(runs.rglob("results.json")) if runs.is_dir() else []
+    if fresh and runs.is_dir():
+        print(f"--fresh: deleting {len(earlier)} earlier run(s) under {runs}", flush=True)
+        shutil.rmtree(runs)
+    elif earlier and not resume:
+        sys.exit(f"{runs} holds {len(earlier)} run(s) of an earlier sweep: --resume runs only the jobs that did not finish, "
+                 f"--fresh deletes them first (or choose another --out)")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("file", type=Path, help="an experiments/*.yaml file")
@@ -148,6 +168,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--table-only", action="store_true", help="skip the sweep; tabulate the runs in <out>/runs")
     ap.add_argument("--launcher", default="local", help="trufl/conf/hydra/launcher option for the sweep (local, slurm, basic)")
     ap.add_argument("--publish", type=Path, help="also copy the outputs to this folder (e.g. experiments/results)")
+    again = ap.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="keep the finished runs in <out>/runs; run the rest")
+    again.add_argument("--fresh", action="store_true", help="delete the runs in <out>/runs first")
     args = ap.parse_intermixed_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     return args
@@ -158,6 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     spec = read_spec(args.file)
     out = (args.out or ROOT / "multirun" / "experiments" / spec["name"]).resolve()
     runs = out / "runs"
+    if not args.table_only:
+        prepare_runs(runs, resume=args.resume, fresh=args.fresh)
     returncode = 0 if args.table_only else run_sweep(spec, out, args.tiny, args.overrides, args.launcher, args.argv)
     try:
         header, rows = table(spec, runs)

@@ -42,7 +42,7 @@ def sweep_command(spec: dict, runs: Path, tiny: bool, extra: list[str], launcher
     """The multirun command of ``sweep`` (default: the file's ``sweep``) on ``launcher`` (a
     trufl/conf/hydra/launcher option); an extra override of a sweep axis (``seed=0,1,2``)
     replaces the file's values for it."""
-    if not (config_dir() / "hydra" / "launcher" / f"{launcher}.yaml").is_file():
+    if launcher != "basic" and not (config_dir() / "hydra" / "launcher" / f"{launcher}.yaml").is_file():  # basic: Hydra's own
         sys.exit(f"--launcher {launcher}: no trufl/conf/hydra/launcher/{launcher}.yaml")
     replaced = {o.split("=", 1)[0].lstrip("+~") for o in extra if "=" in o}
     return [
@@ -56,6 +56,7 @@ def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher:
     ``argv`` (the experiment's own arguments) as the command that reproduces it. Returns the
     worst exit code."""
     out.mkdir(parents=True, exist_ok=True)
+    finished_before = finished_runs(out / "runs")
     start, commands, codes = time.time(), [], []
     for name, sweep in sweeps(spec):
         cmd = sweep_command(spec, out / "runs" / name if name else out / "runs", tiny, overrides, launcher, sweep)
@@ -67,9 +68,21 @@ def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher:
         "command": commands[0], **({"block_commands": commands[1:]} if len(commands) > 1 else {}),
         "launcher": launcher, "tiny": tiny, "wall_time_s": round(time.time() - start, 1), "returncode": next((c for c in codes if c), 0),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        **({"resumed": {"finished_before": finished_before}} if finished_before else {}),
     }
     write_json_atomic(out / "sweep.json", record)
     return next((c for c in codes if c), 0)
+
+
+def finished_runs(runs: Path) -> int:
+    """How many runs under ``runs`` say ``finished`` (a resumed sweep skips them)."""
+    count = 0
+    for path in runs.rglob("results.json") if runs.is_dir() else []:
+        try:
+            count += json.loads(path.read_text()).get("status") == "finished"
+        except (OSError, json.JSONDecodeError):
+            pass
+    return count
 
 
 def recorded_wall_time(out: Path) -> float | None:

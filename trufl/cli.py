@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import inspect
 import re
-from pathlib import Path
 
 import yaml
 

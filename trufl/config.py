@@ -277,7 +277,7 @@ def _num_categories(cfg: DictConfig) -> int:
 
     if issubclass(get_object(cfg.dataset._target_), TextDataModule):
         return 27 if cfg.dataset.get("corpus") in ("bible", "text8") else PLACEHOLDER_CATEGORIES
-    from .build import build
+    from .builders import build
 
     return int(build(cfg.dataset).num_categories)
 
@@ -292,7 +292,7 @@ def check_model(cfg: DictConfig) -> list[str]:
     ``dataset.path`` is checked when the data is built."""
     from hydra.errors import InstantiationException
 
-    from .build import build, build_likelihood
+    from .builders import build, build_likelihood
 
     try:
         try:

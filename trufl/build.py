@@ -16,6 +16,7 @@ from .dequantisers.base import Dequantiser
 from .latent import LatentVariableModel
 from .model import LikelihoodModule
 from .optim import OptimSettings
+from .resume import ResumeState
 from .sampling import EvalSettings
 
 
@@ -60,14 +61,17 @@ def build_model(cfg: DictConfig, num_categories: int) -> LikelihoodModule:
     )
 
 
-def build_logger(cfg: DictConfig):
-    return instantiate(cfg.logger) if cfg.get("logger") else None
+def build_logger(cfg: DictConfig, **overrides):
+    """The configured logger (None for ``logger=none``); ``overrides`` replace config values
+    (a resumed run's W&B id)."""
+    return instantiate(cfg.logger, **overrides) if cfg.get("logger") else None
 
 
 def build_trainer(cfg: DictConfig, logger, root: str) -> pl.Trainer:
     callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
     if logger is None:  # it has nowhere to log to (Lightning refuses it): logger=none keeps the default callbacks usable
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks.append(ResumeState())  # always: what exact resumption needs besides Lightning's state
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(progress_bar())
     return instantiate(cfg.trainer, logger=logger if logger is not None else False, callbacks=callbacks,

@@ -3,6 +3,7 @@ tests and scripts call it directly."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
@@ -21,9 +22,12 @@ from .callbacks import LastCheckpoint
 from .config import ConfigError, to_container, validate_config
 from .configuration import run_configuration
 from .figures import run_figures
-from .loggers import close_loggers, log_figures, log_results_artifact, log_samples, log_summary
+from .loggers import CSVLogger, close_loggers, log_figures, log_results_artifact, log_samples, log_summary
 from .metrics import contract_keys
 from .objective import renormalised_bound
+from .resume import checkpoint_facts, run_dir_of
+
+log = logging.getLogger(__name__)
 
 
 class RankFailedError(RuntimeError):
@@ -76,7 +80,7 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
     task = build(cfg.dataset)
     task.setup()
     module = build_model(cfg, task.num_categories)
-    logger = build_logger(cfg)
+    logger = _resumed_logger(cfg, out) if cfg.ckpt_path else build_logger(cfg)
     trainer = state["trainer"] = build_trainer(cfg, logger, out)
     try:
         if logger is not None:  # the resolved config, nested, plus the group choices (flow: trufl, …)
@@ -95,6 +99,31 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
         return metrics
     finally:
         close_loggers([logger] if logger is not None else [])
+
+
+def _resumed_logger(cfg: DictConfig, out: Path):
+    """The logger of a run resumed from ``cfg.ckpt_path``: the same W&B run (the id the
+    checkpoint keeps, unless ``logger.id`` is set), the CSV log continued after the rows
+    logged before the checkpoint's step when the run resumes in its own directory."""
+    facts = checkpoint_facts(cfg.ckpt_path)
+    own_dir = run_dir_of(cfg.ckpt_path)
+    if own_dir is not None and own_dir.resolve() != out.resolve():
+        log.warning("resuming %s into %s, not its own run directory %s: its logs start anew there",
+                    cfg.ckpt_path, out, own_dir)
+    overrides = {}
+    is_wandb = cfg.get("logger") and str(cfg.logger.get("_target_", "")).endswith("wandb_logger")
+    if is_wandb and cfg.logger.get("id") is None and facts["wandb_run_id"]:
+        overrides = {"id": facts["wandb_run_id"], "resume": cfg.logger.get("resume") or "allow"}
+    logger = build_logger(cfg, **overrides)
+    if isinstance(logger, CSVLogger) and own_dir is not None and own_dir.resolve() == out.resolve():
+        logger.continue_before(facts["global_step"])
+    return logger
+
+
+def _wandb_run_id(trainer: pl.Trainer | None) -> dict:
+    """``wandb_run_id`` for results.json, with a W&B logger (what a resume continues)."""
+    loggers = [lg for lg in (trainer.loggers if trainer is not None else []) if isinstance(lg, WandbLogger)]
+    return {"wandb_run_id": loggers[0].version} if loggers else {}
 
 
 def _log_media(logger, results: dict, out: Path) -> None:
@@ -140,6 +169,7 @@ def _finished_results(cfg, start, trainer, module, task, metrics) -> dict:
         "wall_time_s": time.time() - start,
         "global_step": trainer.global_step,
         **_checkpoints(trainer),
+        **_wandb_run_id(trainer),
         "code_version": res.code_version(),
     }
 
@@ -155,6 +185,7 @@ def _write_stopped(cfg, out: Path, start: float, trainer, status: str, error: Ba
         "global_step": trainer.global_step if trainer is not None else 0,
         **found,
         "resume": f"ckpt_path={found['checkpoint']}" if "checkpoint" in found else None,
+        **_wandb_run_id(trainer),
         "config": to_container(cfg),
         "choices": res.hydra_choices(),
         "wall_time_s": time.time() - start,

@@ -1,0 +1,172 @@
+"""A resumed run is the run it would have been (docs/reliability.md, Resuming a run): stopped at
+any step (SIGTERM: the exact step; SIGKILL: the last periodic save) and resumed from
+``<run>/checkpoints/last.ckpt``, it ends with the uninterrupted run's weights, metrics, CSV log
+and support history, bit for bit, in the same run directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from omegaconf import OmegaConf
+
+import trufl.run
+from trufl.run import run
+
+from .conftest import tiny_text, toy
+
+#: a short toy run: 8 batches an epoch (1800 / 256, the last one short), a save every 10
+#: steps, a validation every 25: steps where a save, a validation or an epoch end meet, or not
+TOY = toy("logger=csv", "dataset.train_size=1800", "trainer.max_steps=60", "trainer.val_check_interval=25",
+          "callbacks.last.every_n_train_steps=10", "eval.iw_samples=2", "callbacks.support_history.every_n_steps=7")
+TEXT = tiny_text("logger=csv", "trainer.max_steps=12", "trainer.val_check_interval=5", "callbacks.last.every_n_train_steps=4")
+
+
+class StopAt(pl.Callback):
+    """What a SIGTERM arriving during step ``step`` does (Lightning's own flag)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step == self.step:
+            trainer._signal_connector.received_sigterm = True
+
+
+class SnapshotAt(pl.Callback):
+    """What a SIGKILL during step ``step + 1`` leaves: the run directory as it is on disk then."""
+
+    def __init__(self, steps: dict[int, Path], out: Path):
+        self.steps, self.out = steps, out
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if (dest := self.steps.get(trainer.global_step)) is not None:
+            shutil.copytree(self.out, dest)
+
+
+@pytest.fixture
+def with_callbacks(monkeypatch):
+    """``with_callbacks(*callbacks)``: the next run's trainer also gets these callbacks."""
+    build = trufl.run.build_trainer
+
+    def _set(*callbacks: pl.Callback) -> None:
+        def patched(cfg, logger, root):
+            trainer = build(cfg, logger, root)
+            trainer.callbacks[:0] = callbacks
+            return trainer
+
+        monkeypatch.setattr(trufl.run, "build_trainer", patched)
+
+    return _set
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+def _csv_rows(out: Path) -> list[dict]:
+    with (out / "csv" / "metrics.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_same_run(resumed: Path, reference: Path, metrics: dict, reference_metrics: dict) -> None:
+    assert metrics == reference_metrics  # every final metric, exactly
+    assert json.loads((resumed / "results.json").read_text())["metrics"] == reference_metrics
+    ours, theirs = _weights(resumed), _weights(reference)
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    rows = _csv_rows(resumed)
+    assert rows == _csv_rows(reference)  # no row lost, none twice, every value the same
+    keyed = [(r["step"], tuple(k for k, v in r.items() if v and k not in ("step", "epoch"))) for r in rows]
+    assert len(keyed) == len(set(keyed))
+    train_steps = [int(r["step"]) for r in rows if not r.get("test/nll_bits")]
+    assert train_steps == sorted(train_steps)  # monotone
+    history = resumed / "support_history.jsonl"
+    if history.exists():
+        assert history.read_text() == (reference / "support_history.jsonl").read_text()
+
+
+def _stop_and_resume(make_cfg, with_callbacks, overrides: list[str], out: Path, step: int) -> dict:
+    with_callbacks(StopAt(step))
+    with pytest.raises(SystemExit) as stop:
+        run(make_cfg(*overrides, out=out))
+    assert stop.value.code == 143
+    stopped = json.loads((out / "results.json").read_text())
+    assert stopped["status"] == "interrupted" and stopped["global_step"] == step
+    with_callbacks()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = run(make_cfg(*overrides, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=out))
+    messages = [str(w.message) for w in caught]
+    assert not [m for m in messages if "not resumable" in m or "not bit for bit" in m], messages
+    return metrics
+
+
+@pytest.mark.parametrize(("name", "overrides", "steps"), [("toy", TOY, 60), ("text", TEXT, 12)])
+def test_stopped_at_three_random_steps_a_resumed_run_ends_as_the_uninterrupted_one(
+        make_cfg, with_callbacks, tmp_path, name, overrides, steps):
+    torch.set_num_threads(1)
+    reference_metrics = run(make_cfg(*overrides, out=tmp_path / "reference"))
+    assert reference_metrics["test/nll_bits"] > 0
+    stops = sorted(random.Random(name).sample(range(1, steps), 3))
+    for step in stops:
+        out = tmp_path / f"stopped-{step}"
+        metrics = _stop_and_resume(make_cfg, with_callbacks, overrides, out, step)
+        _assert_same_run(out, tmp_path / "reference", metrics, reference_metrics)
+    # one directory per run: the resumed runs wrote into their own
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["reference", *(f"stopped-{s}" for s in stops)])
+
+
+@pytest.mark.parametrize("step", [8, 24, 25, 40, 50])
+def test_stopped_where_an_epoch_ends_or_a_validation_or_a_save_falls_a_toy_run_resumes_exactly(
+        make_cfg, with_callbacks, tmp_path, step):
+    # 8, 24, 40: epoch ends (40 also a save); 25, 50: validations (50 also a save)
+    torch.set_num_threads(1)
+    reference_metrics = run(make_cfg(*TOY, out=tmp_path / "reference"))
+    metrics = _stop_and_resume(make_cfg, with_callbacks, TOY, tmp_path / "stopped", step)
+    _assert_same_run(tmp_path / "stopped", tmp_path / "reference", metrics, reference_metrics)
+
+
+def test_killed_a_toy_run_resumes_from_its_last_periodic_save_to_the_uninterrupted_run(make_cfg, with_callbacks, tmp_path):
+    """The run directory as a SIGKILL leaves it at three steps (after the saves at 10, 40 and 50:
+    an interval's end, an epoch's end, a validation's step), each resumed."""
+    torch.set_num_threads(1)
+    kills = {13: tmp_path / "killed-13", 41: tmp_path / "killed-41", 55: tmp_path / "killed-55"}
+    with_callbacks(SnapshotAt(kills, tmp_path / "reference"))
+    reference_metrics = run(make_cfg(*TOY, out=tmp_path / "reference"))
+    with_callbacks()
+    for kill, out in kills.items():
+        assert not (out / "results.json").exists()
+        saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+        assert saved == kill // 10 * 10
+        metrics = run(make_cfg(*TOY, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=out))
+        _assert_same_run(out, tmp_path / "reference", metrics, reference_metrics)
+
+
+def test_resuming_with_another_batch_size_warns_that_it_is_not_the_same_run(make_cfg, with_callbacks, tmp_path):
+    out = tmp_path / "run"
+    with_callbacks(StopAt(12))
+    with pytest.raises(SystemExit):
+        run(make_cfg(*TOY, out=out))
+    with_callbacks()
+    with pytest.warns(UserWarning, match=r"batch_size 256 -> 128.*not bit for bit the run it would have been"):
+        run(make_cfg(*TOY, "dataset.batch_size=128", f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=out))
+    assert json.loads((out / "results.json").read_text())["global_step"] == 60
+
+
+def test_a_resumed_run_continues_in_the_run_directory_of_its_checkpoint():
+    import trufl  # noqa: F401 - registers the resolver
+
+    node = OmegaConf.create({"ckpt_path": None, "dir": "${trufl_run_dir:${ckpt_path},outputs/new}"})
+    assert node.dir == "outputs/new"
+    node.ckpt_path = "outputs/train/2026-01-01_00-00-00/checkpoints/last.ckpt"
+    assert node.dir == "outputs/train/2026-01-01_00-00-00"
+    node.ckpt_path = "elsewhere/weights.ckpt"  # not a run's checkpoint: a new directory
+    assert node.dir == "outputs/new"
+    assert "trufl_run_dir:${ckpt_path}" in (Path(trufl.__file__).parent.parent / "conf/hydra/default.yaml").read_text()

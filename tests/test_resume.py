@@ -170,3 +170,29 @@ def test_a_resumed_run_continues_in_the_run_directory_of_its_checkpoint():
     node.ckpt_path = "elsewhere/weights.ckpt"  # not a run's checkpoint: a new directory
     assert node.dir == "outputs/new"
     assert "trufl_run_dir:${ckpt_path}" in (Path(trufl.__file__).parent.parent / "conf/hydra/default.yaml").read_text()
+
+
+def test_a_resumed_run_continues_its_wandb_run(make_cfg, with_callbacks, tmp_path, monkeypatch):
+    import wandb
+
+    from .wandb_records import of_type
+
+    monkeypatch.setenv("WANDB_MODE", "offline")  # W&B's staging and settings under tmp_path
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    overrides = toy("logger=wandb", "logger.notes=resume test", "logger.job_type=train", "trainer.max_steps=20",
+                    "trainer.val_check_interval=10", "eval.iw_samples=2", "callbacks.support_history.render=false")
+    out = tmp_path / "run"
+    with_callbacks(StopAt(7))
+    with pytest.raises(SystemExit):
+        run(make_cfg(*overrides, out=out))
+    run_id = json.loads((out / "results.json").read_text())["wandb_run_id"]
+    assert run_id and torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["trufl_resume"]["wandb_run_id"] == run_id
+    with_callbacks()
+    run(make_cfg(*overrides, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=out))
+    wandb.teardown()  # the W&B service writes the session's records out
+    assert json.loads((out / "results.json").read_text())["wandb_run_id"] == run_id
+    first, second = sorted((out / "wandb").glob("offline-run-*"))  # W&B's two sessions of one run
+    for part in (first, second):
+        (record,) = of_type(part, "run")
+        assert record.run_id == run_id and record.notes == "resume test" and record.job_type == "train"

@@ -196,3 +196,83 @@ def test_a_resumed_run_continues_its_wandb_run(make_cfg, with_callbacks, tmp_pat
     for part in (first, second):
         (record,) = of_type(part, "run")
         assert record.run_id == run_id and record.notes == "resume test" and record.job_type == "train"
+
+
+# --- subprocesses: real signals --------------------------------------------------------------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+
+SOAK = toy("logger=csv", "trainer.enable_progress_bar=false", "eval.iw_samples=2", "trainer.max_steps=300",
+           "trainer.val_check_interval=100", "callbacks.last.every_n_train_steps=20")
+
+
+def _env() -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+
+
+def _saved_step(ckpt: Path) -> int:
+    try:
+        return torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+    except (FileNotFoundError, RuntimeError, EOFError):  # not there yet, or being written
+        return -1
+
+
+def _interrupt(cmd: list[str], cwd: Path, ckpt: Path, after_step: int, sig: int, group: bool = False) -> None:
+    """Start ``cmd``; once ``ckpt`` holds a step >= ``after_step``, a few steps later, send ``sig``."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=group)
+    deadline = time.time() + 300
+    while _saved_step(ckpt) < after_step:
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"no checkpoint of step >= {after_step} (code {proc.returncode}):\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.02)
+    time.sleep(0.05)  # somewhere in the next interval
+    if group:
+        os.killpg(proc.pid, sig)  # every DDP rank
+    else:
+        proc.send_signal(sig)
+    log, _ = proc.communicate(timeout=120)
+    expected = 128 + signal.SIGTERM if sig == signal.SIGTERM else -sig
+    assert proc.returncode == expected, log[-3000:]
+
+
+@pytest.mark.slow
+def test_a_toy_run_interrupted_five_times_by_sigterm_and_sigkill_ends_as_the_uninterrupted_run(tmp_path, data_dir):
+    out = tmp_path / "run"
+    base = [sys.executable, str(ROOT / "train.py"), *SOAK, f"paths.data_dir={data_dir}"]
+    ckpt = out / "checkpoints" / "last.ckpt"
+    for i, after in enumerate((30, 80, 130, 180, 230)):
+        start = [*base, f"paths.output_dir={out}"] if i == 0 else [*base, f"ckpt_path={ckpt}"]
+        _interrupt(start, tmp_path, ckpt, after, signal.SIGTERM if i % 2 == 0 else signal.SIGKILL)
+    done = subprocess.run([*base, f"ckpt_path={ckpt}"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    reference = tmp_path / "reference"
+    done = subprocess.run([*base, f"paths.output_dir={reference}"], cwd=tmp_path, env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    ours, theirs = (json.loads((d / "results.json").read_text()) for d in (out, reference))
+    _assert_same_run(out, reference, ours["metrics"], theirs["metrics"])
+
+
+DDP = toy("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "logger=csv", "trainer.enable_progress_bar=false",
+          "trainer.max_steps=60", "trainer.val_check_interval=25", "callbacks.last.every_n_train_steps=10", "eval.iw_samples=2")
+
+
+@pytest.mark.slow
+def test_a_two_process_ddp_run_killed_once_resumes_to_the_uninterrupted_run(tmp_path, data_dir):
+    base = [sys.executable, str(ROOT / "train.py"), *DDP, f"paths.data_dir={data_dir}"]
+    out, reference = tmp_path / "run", tmp_path / "reference"
+    ckpt = out / "checkpoints" / "last.ckpt"
+    _interrupt([*base, f"paths.output_dir={out}"], tmp_path, ckpt, 30, signal.SIGKILL, group=True)
+    for cmd in ([*base, f"ckpt_path={ckpt}"], [*base, f"paths.output_dir={reference}"]):
+        done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    ours, theirs = (json.loads((d / "results.json").read_text()) for d in (out, reference))
+    _assert_same_run(out, reference, ours["metrics"], theirs["metrics"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from pathlib import Path
@@ -103,9 +104,10 @@ class _ContinuedWriter(ExperimentWriter):
         from .resume import truncate_csv
 
         path = Path(self.metrics_file_path)
-        if truncate_csv(path, self._continue_before) or path.is_file():
-            with path.open() as f:
-                self.metrics_keys = sorted(f.readline().strip().split(","))
+        truncate_csv(path, self._continue_before)
+        if path.is_file():
+            with path.open(newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
 
 
 class CSVLogger(LightningCSVLogger):

@@ -175,7 +175,7 @@ def collect_rng() -> dict:
 
 
 def set_rng(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].contiguous().clone())  # torch reads the storage from its start
     if state.get("cuda") and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
     n = state["numpy"]
@@ -260,7 +260,7 @@ class ResumeState(pl.Callback):
         states = collect_rng()
         if trainer.world_size > 1:  # every rank's own streams (each rank calls this: the save is collective)
             gathered = trainer.strategy.all_gather(states["torch"])
-            states["torch_per_rank"] = [t.cpu() for t in gathered]
+            states["torch_per_rank"] = [t.cpu().clone() for t in gathered]  # own storage: a row view would not do
         wandb = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         loop = {"after_batch_end": not trainer.validating, "validated_step": validates_after_this_batch(trainer)}
         checkpoint[CHECKPOINT_KEY] = {"rng": states, "facts": run_facts(trainer), "loop": loop,

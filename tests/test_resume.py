@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
+import signal
+import subprocess
+import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -20,7 +25,7 @@ from omegaconf import OmegaConf
 import trufl.run
 from trufl.run import run
 
-from .conftest import tiny_text, toy
+from .conftest import ROOT, tiny_text, toy
 
 #: a short toy run: 8 batches an epoch (1800 / 256, the last one short), a save every 10
 #: steps, a validation every 25: steps where a save, a validation or an epoch end meet, or not
@@ -49,6 +54,21 @@ class SnapshotAt(pl.Callback):
     def on_train_batch_start(self, trainer, *args) -> None:
         if (dest := self.steps.get(trainer.global_step)) is not None:
             shutil.copytree(self.out, dest)
+
+
+@pytest.fixture(scope="module")
+def toy_reference(tmp_path_factory, data_dir) -> tuple[Path, dict]:
+    """The uninterrupted :data:`TOY` run, shared by the tests that resume it: (run dir, metrics)."""
+    from hydra import compose, initialize_config_dir
+
+    from .conftest import CONF
+
+    out = tmp_path_factory.mktemp("toy") / "reference"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"paths.data_dir={data_dir}", f"paths.output_dir={out}",
+                                           "trainer.enable_progress_bar=false", *TOY])
+    torch.set_num_threads(1)
+    return out, run(cfg)
 
 
 @pytest.fixture
@@ -108,29 +128,36 @@ def _stop_and_resume(make_cfg, with_callbacks, overrides: list[str], out: Path, 
     return metrics
 
 
-@pytest.mark.parametrize(("name", "overrides", "steps"), [("toy", TOY, 60), ("text", TEXT, 12)])
-def test_stopped_at_three_random_steps_a_resumed_run_ends_as_the_uninterrupted_one(
-        make_cfg, with_callbacks, tmp_path, name, overrides, steps):
-    torch.set_num_threads(1)
-    reference_metrics = run(make_cfg(*overrides, out=tmp_path / "reference"))
+def _three_random_stops(make_cfg, with_callbacks, tmp_path: Path, overrides: list[str], steps: int, seed: str,
+                        reference: Path, reference_metrics: dict) -> None:
     assert reference_metrics["test/nll_bits"] > 0
-    stops = sorted(random.Random(name).sample(range(1, steps), 3))
+    stops = sorted(random.Random(seed).sample(range(1, steps), 3))
     for step in stops:
         out = tmp_path / f"stopped-{step}"
         metrics = _stop_and_resume(make_cfg, with_callbacks, overrides, out, step)
-        _assert_same_run(out, tmp_path / "reference", metrics, reference_metrics)
+        _assert_same_run(out, reference, metrics, reference_metrics)
     # one directory per run: the resumed runs wrote into their own
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["reference", *(f"stopped-{s}" for s in stops)])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("stopped")) == [f"stopped-{s}" for s in stops]
+
+
+def test_a_toy_run_stopped_at_three_random_steps_resumes_to_the_uninterrupted_run(
+        make_cfg, with_callbacks, tmp_path, toy_reference):
+    _three_random_stops(make_cfg, with_callbacks, tmp_path, TOY, 60, "toy", *toy_reference)
+
+
+def test_a_text_run_stopped_at_three_random_steps_resumes_to_the_uninterrupted_run(make_cfg, with_callbacks, tmp_path):
+    torch.set_num_threads(1)
+    reference_metrics = run(make_cfg(*TEXT, out=tmp_path / "reference"))
+    _three_random_stops(make_cfg, with_callbacks, tmp_path, TEXT, 12, "text", tmp_path / "reference", reference_metrics)
 
 
 @pytest.mark.parametrize("step", [8, 24, 25, 40, 50])
 def test_stopped_where_an_epoch_ends_or_a_validation_or_a_save_falls_a_toy_run_resumes_exactly(
-        make_cfg, with_callbacks, tmp_path, step):
+        make_cfg, with_callbacks, tmp_path, toy_reference, step):
     # 8, 24, 40: epoch ends (40 also a save); 25, 50: validations (50 also a save)
-    torch.set_num_threads(1)
-    reference_metrics = run(make_cfg(*TOY, out=tmp_path / "reference"))
+    reference, reference_metrics = toy_reference
     metrics = _stop_and_resume(make_cfg, with_callbacks, TOY, tmp_path / "stopped", step)
-    _assert_same_run(tmp_path / "stopped", tmp_path / "reference", metrics, reference_metrics)
+    _assert_same_run(tmp_path / "stopped", reference, metrics, reference_metrics)
 
 
 def test_killed_a_toy_run_resumes_from_its_last_periodic_save_to_the_uninterrupted_run(make_cfg, with_callbacks, tmp_path):
@@ -199,14 +226,6 @@ def test_a_resumed_run_continues_its_wandb_run(make_cfg, with_callbacks, tmp_pat
 
 
 # --- subprocesses: real signals --------------------------------------------------------------------------------
-
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-from .conftest import ROOT  # noqa: E402
 
 SOAK = toy("logger=csv", "trainer.enable_progress_bar=false", "eval.iw_samples=2", "trainer.max_steps=300",
            "trainer.val_check_interval=100", "callbacks.last.every_n_train_steps=20")

@@ -17,7 +17,6 @@ Lightning's own state, so that a run resumed from ``last.ckpt`` is the run it wo
 from __future__ import annotations
 
 import csv
-import logging
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,8 +28,6 @@ import torch
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
-
-log = logging.getLogger(__name__)
 
 #: the checkpoint key of :class:`ResumeState`'s part
 CHECKPOINT_KEY = "trufl_resume"

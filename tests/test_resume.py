@@ -137,7 +137,7 @@ def _three_random_stops(make_cfg, with_callbacks, tmp_path: Path, overrides: lis
         metrics = _stop_and_resume(make_cfg, with_callbacks, overrides, out, step)
         _assert_same_run(out, reference, metrics, reference_metrics)
     # one directory per run: the resumed runs wrote into their own
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("stopped")) == [f"stopped-{s}" for s in stops]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("stopped")) == sorted(f"stopped-{s}" for s in stops)
 
 
 def test_a_toy_run_stopped_at_three_random_steps_resumes_to_the_uninterrupted_run(

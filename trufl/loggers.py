@@ -15,7 +15,7 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
-from .settings import checked
+from .settings import Count, NonNegativeInt, checked
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -114,8 +114,8 @@ class CSVLogger(LightningCSVLogger):
     """Lightning's CSV logger (``<save_dir>/<name>/<version>/metrics.csv``) that a resumed run
     continues (:meth:`continue_before`) instead of starting the file anew."""
 
-    def __init__(self, save_dir: str, name: str | None = "lightning_logs", version: int | str | None = None,
-                 prefix: str = "", flush_logs_every_n_steps: int = 100):
+    def __init__(self, save_dir: str, name: str | None = "lightning_logs", version: NonNegativeInt | str | None = None,
+                 prefix: str = "", flush_logs_every_n_steps: Count = 100):
         super().__init__(save_dir, name=name, version=version, prefix=prefix, flush_logs_every_n_steps=flush_logs_every_n_steps)
         self._continue_step: int | None = None
 

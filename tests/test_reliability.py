@@ -107,12 +107,27 @@ def test_sigkill_loses_at_most_one_interval_and_resumes_to_the_same_results(make
     kept = _step(out / "checkpoints" / "last.ckpt")
     assert kept == seen and kept % 20 == 0  # the periodic save: at most 20 steps lost
 
-    run(make_cfg(*TOY_CLI, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=tmp_path / "resumed"))
-    resumed = _assert_checkpoint_is_the_final_state(tmp_path / "resumed", 300)
-    run(make_cfg(*TOY_CLI, "trainer.max_steps=20", "trainer.val_check_interval=20", out=tmp_path / "uninterrupted"))
+    # resumed on the command line with the checkpoint alone: it continues in its own run directory
+    runs_before = sorted(tmp_path.glob("outputs/*/*"))  # Hydra's directory of the first run (given paths.output_dir)
+    cmd = [sys.executable, str(ROOT / "train.py"), *TOY_CLI, f"paths.data_dir={data_dir}",
+           f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}"]
+    done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    assert sorted(tmp_path.glob("outputs/*/*")) == runs_before  # no new outputs/train/<time>/
+    assert (out / ".hydra" / "overrides.yaml").is_file() and (out / "train.log").is_file()
+    resumed = _assert_checkpoint_is_the_final_state(out, 300)
+    rows = (out / "csv" / "metrics.csv").read_text() if (out / "csv").exists() else ""
+    assert "not resumable" not in done.stdout + done.stderr
+
+    # the same 300 steps uninterrupted, on one thread as the command-line runs (OMP_NUM_THREADS=1)
+    run(make_cfg(*TOY_CLI, "num_threads=1", out=tmp_path / "uninterrupted"))
     uninterrupted = _results(tmp_path / "uninterrupted")
-    assert resumed.keys() == uninterrupted.keys()
-    assert resumed["metrics"].keys() == uninterrupted["metrics"].keys()
+    assert uninterrupted["global_step"] == resumed["global_step"] == 300
+    assert resumed["metrics"] == uninterrupted["metrics"]  # every value, exactly
+    ours = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    theirs = torch.load(tmp_path / "uninterrupted" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert rows == ""  # logger=none: no CSV log
 
 
 # --- DDP -----------------------------------------------------------------------------------------------------

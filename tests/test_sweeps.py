@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from trufl.cli import open_trainer_overrides
 from trufl.config import ConfigError, validate_config
-from trufl.resume import finished_in
+from trufl.skip_finished import finished_in
 from trufl.suggest import did_you_mean, install
 from trufl.sweep_plan import main as plan_main
 from trufl.sweep_plan import plan
@@ -182,7 +182,7 @@ def test_the_wandb_sweep_drives_train_py_with_valid_overrides(hydra_conf):
 
 
 def test_a_finished_job_is_skipped_unless_skip_finished_is_false(hydra_conf, tmp_path):
-    from trufl.resume import finished_results
+    from trufl.skip_finished import finished_results
 
     _finished(tmp_path / "job", ["seed=3"])
     cfg = compose("config", overrides=[f"paths.output_dir={tmp_path / 'job'}", "seed=3"])

@@ -12,6 +12,7 @@ from .builders import build, build_likelihood
 from .callbacks import progress_bar
 from .checkpoints import AtomicCheckpointIO
 from .model import LikelihoodModule
+from .resume import ResumeState
 
 __all__ = ["build", "build_likelihood", "build_model", "build_logger", "build_trainer"]
 
@@ -22,14 +23,17 @@ def build_model(cfg: DictConfig, num_categories: int) -> LikelihoodModule:
     return LikelihoodModule.from_config(cfg, num_categories)
 
 
-def build_logger(cfg: DictConfig):
-    return instantiate(cfg.logger) if cfg.get("logger") else None
+def build_logger(cfg: DictConfig, **overrides):
+    """The configured logger (None for ``logger=none``); ``overrides`` replace config values
+    (a resumed run's W&B id)."""
+    return instantiate(cfg.logger, **overrides) if cfg.get("logger") else None
 
 
 def build_trainer(cfg: DictConfig, logger, root: str) -> pl.Trainer:
     callbacks = [build(node) for node in (cfg.get("callbacks") or {}).values()]
     if logger is None:  # it has nowhere to log to (Lightning refuses it): logger=none keeps the default callbacks usable
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    callbacks.append(ResumeState())  # always: what exact resumption needs besides Lightning's state
     if cfg.trainer.get("enable_progress_bar", True):
         callbacks.append(progress_bar())
     # checkpoints are written atomically beside their final path (trufl.checkpoints), unless the

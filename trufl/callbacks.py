@@ -15,6 +15,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_warn
 
 from .checkpoints import PREVIOUS, keep_previous
 from .objective import NonFiniteLossError
+from .resume import validates_after_this_batch
 from .settings import Count, checked
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,25 @@ class LastCheckpoint(ModelCheckpoint):
             dirpath=dirpath, filename="last", monitor=None, save_top_k=1, every_n_train_steps=every_n_train_steps,
             enable_version_counter=False,
         )
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        # a periodic save on a step that validates waits for the validation: Lightning resumes a
+        # state saved before it as if it had run (it skips it), so the resumed run would miss
+        # that validation (its metrics, its draws from the random streams, the best checkpoint)
+        if validates_after_this_batch(trainer) and self._on_interval(trainer):
+            self._save_after_validation = True
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if getattr(self, "_save_after_validation", False) and not trainer.sanity_checking:
+            self._save_after_validation = False
+            self.save_now(trainer)
+
+    def _on_interval(self, trainer: pl.Trainer) -> bool:
+        return (self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+                and not self._should_skip_saving_checkpoint(trainer))
 
     @property
     def path(self) -> Path:

@@ -15,6 +15,7 @@ as media; ``python -m trufl.reporting.animate_toy`` draws it from the file at an
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -25,6 +26,7 @@ import torch
 from pytorch_lightning.loggers import WandbLogger
 
 from .extras import require
+from .resume import keep_lines
 from .history_format import CURVE_METRICS, FILENAME, append, frame_record, meta_record, val_record
 from .settings import Count, Positive, Range, checked
 
@@ -89,6 +91,16 @@ class SupportHistory(pl.Callback):
         self._sums: dict[str, float] = {}
         self._count = 0
         self._last_frame: int | None = None
+        self._resumed_at: int | None = None  # the checkpoint's step, when resumed
+
+    def state_dict(self) -> dict:
+        # the averages since the last frame: a resumed run's next frame averages the same steps
+        return {"sums": dict(self._sums), "count": self._count, "last_frame": self._last_frame}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._sums, self._count = dict(state_dict["sums"]), state_dict["count"]
+        self._last_frame = state_dict["last_frame"]
+        self._resumed_at = -1  # set to the step in on_train_start (the trainer's step is restored then)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -124,7 +136,19 @@ class SupportHistory(pl.Callback):
 
     # -- hooks ------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._frame(trainer, pl_module)  # step 0 (or the step a resumed run starts from)
+        if self._resumed_at is None:
+            self._frame(trainer, pl_module)  # step 0
+            return
+        self._resumed_at = step = trainer.global_step
+        if trainer.is_global_zero:  # what the interrupted run wrote after its checkpoint is written again
+            keep_lines(self.path, lambda line: self._kept(json.loads(line), step))
+
+    def _kept(self, record: dict, step: int) -> bool:
+        """A record of the interrupted run that the resumed run keeps: those up to the checkpoint's
+        step, less the extra frame of the step where it stopped (an uninterrupted run has none)."""
+        if record.get("kind") not in ("frame", "val"):
+            return True
+        return record["step"] < step or (record["step"] == step and (record["kind"] == "val" or step == self._last_frame))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         for name in CURVE_METRICS:
@@ -144,7 +168,11 @@ class SupportHistory(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if trainer.state.fn == "fit" and self.axis is not None:
-            self._frame(trainer, pl_module)  # the state where fitting stopped (the file keeps every earlier frame)
+            # the state where fitting stopped (the file keeps every earlier frame); the running
+            # averages stay as they are, for the checkpoint saved next (a resume drops this frame)
+            kept = dict(self._sums), self._count, self._last_frame
+            self._frame(trainer, pl_module)
+            self._sums, self._count, self._last_frame = kept
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._frame(trainer, pl_module)  # the last step, rarely on the interval

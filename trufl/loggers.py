@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import netrc
 import os
 from pathlib import Path
@@ -9,11 +10,13 @@ from typing import Literal
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
+from pytorch_lightning.loggers import CSVLogger as LightningCSVLogger
 from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from .extras import require
-from .settings import checked
+from .settings import Count, NonNegativeInt, checked
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -66,19 +69,68 @@ def wandb_logger(
     group: str | None = None,
     entity: str | None = None,
     tags: list[str] | None = None,
+    id: str | None = None,  # noqa: A002 - W&B's own name
+    resume: Literal["allow", "must", "never", "auto"] | None = None,
+    notes: str | None = None,
+    job_type: str | None = None,
+    log_model: Literal["all"] | bool = False,
 ) -> WandbLogger:
     """A Lightning W&B logger, offline when no API key is configured (sync later
     with ``wandb sync <run dir>``). In a multirun, ``group`` defaults to the sweep and
-    ``name`` to the job's overrides (:func:`sweep_identity`), so a sweep's runs sit together."""
+    ``name`` to the job's overrides (:func:`sweep_identity`), so a sweep's runs sit together.
+
+    ``id`` + ``resume``: continue a W&B run (a resumed job passes the id its checkpoint keeps,
+    with ``resume=allow``); ``notes``, ``job_type``: W&B's run fields; ``log_model``: checkpoints
+    as W&B artifacts (``true``: at the end, ``all``: every save)."""
     require("wandb", "wandb", "logger=wandb (the default logger; logger=csv and logger=none need no extra)")
     resolved = resolve_wandb_mode(mode)
     sweep_group, job_name = sweep_identity()
     group, name = group or sweep_group, name or job_name
     os.makedirs(save_dir, exist_ok=True)
+    extra = {k: v for k, v in {"resume": resume, "notes": notes, "job_type": job_type}.items() if v is not None}
     return WandbLogger(
         project=project, save_dir=save_dir, name=name, group=group, entity=entity,
-        tags=list(tags) if tags else None, mode=resolved,
+        tags=list(tags) if tags else None, mode=resolved, id=id, log_model=log_model, **extra,
     )
+
+
+class _ContinuedWriter(ExperimentWriter):
+    """Lightning's CSV writer for a resumed run: it keeps the existing ``metrics.csv`` rows
+    logged before ``step`` (and their header) and appends, where Lightning's deletes the file."""
+
+    def __init__(self, log_dir: str, step: int):
+        self._continue_before = step
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        from .resume import truncate_csv
+
+        path = Path(self.metrics_file_path)
+        truncate_csv(path, self._continue_before)
+        if path.is_file():
+            with path.open(newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSV logger (``<save_dir>/<name>/<version>/metrics.csv``) that a resumed run
+    continues (:meth:`continue_before`) instead of starting the file anew."""
+
+    def __init__(self, save_dir: str, name: str | None = "lightning_logs", version: NonNegativeInt | str | None = None,
+                 prefix: str = "", flush_logs_every_n_steps: Count = 100):
+        super().__init__(save_dir, name=name, version=version, prefix=prefix, flush_logs_every_n_steps=flush_logs_every_n_steps)
+        self._continue_step: int | None = None
+
+    def continue_before(self, step: int) -> None:
+        """Keep the rows logged before ``step`` (the checkpoint's) and append after them."""
+        self._continue_step = step
+
+    @property
+    def experiment(self):
+        if self._experiment is None and self._continue_step is not None and rank_zero_only.rank == 0:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _ContinuedWriter(self.log_dir, self._continue_step)
+        return super().experiment
 
 
 def close_loggers(loggers) -> None:

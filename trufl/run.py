@@ -3,6 +3,7 @@ tests and scripts call it directly."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
@@ -22,9 +23,12 @@ from .checkpoints import check_resumable
 from .config import ConfigError, to_container, validate_config
 from .configuration import run_configuration
 from .figures import run_figures
-from .loggers import close_loggers, log_figures, log_results_artifact, log_samples, log_summary
+from .loggers import CSVLogger, close_loggers, log_figures, log_results_artifact, log_samples, log_summary
 from .metrics import contract_keys
 from .objective import renormalised_bound
+from .resume import checkpoint_facts, run_dir_of
+
+log = logging.getLogger(__name__)
 
 
 class RankFailedError(RuntimeError):
@@ -70,7 +74,8 @@ def run(cfg: DictConfig) -> dict[str, float]:
 
 def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, float]:
     validate_config(cfg)
-    check_resumable(cfg.get("ckpt_path"))  # a truncated or corrupted checkpoint is refused before any work
+    ckpt_path = _checkpoint_to_resume(cfg)
+    check_resumable(ckpt_path)  # a truncated or corrupted checkpoint is refused before any work
     _set_threads(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,12 +84,13 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
     task = build(cfg.dataset)
     task.setup()
     module = build_model(cfg, task.num_categories)
-    logger = build_logger(cfg)
+    resumes_a_file = ckpt_path is not None and Path(str(ckpt_path)).is_file()
+    logger = _resumed_logger(cfg, ckpt_path, out) if resumes_a_file else build_logger(cfg)
     trainer = state["trainer"] = build_trainer(cfg, logger, out)
     try:
         if logger is not None:  # the resolved config, nested, plus the group choices (flow: trufl, …)
             logger.log_hyperparams({**to_container(cfg), "choices": res.hydra_choices()})
-        trainer.fit(module, datamodule=task, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=task, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
         metrics.update(evaluate(trainer, module, task, cfg.seed))  # the final weights (= last.ckpt)
         metrics = {k: v for k, v in sorted(metrics.items()) if k in contract_keys()}
@@ -110,6 +116,47 @@ def evaluate(trainer: pl.Trainer, module, task, seed: int, splits: tuple[str, ..
         for stage in loops[split](module, datamodule=task, verbose=False):  # each stage resets callback_metrics
             metrics.update({k: float(v) for k, v in stage.items()})
     return metrics
+
+
+def _checkpoint_to_resume(cfg: DictConfig) -> str | None:
+    """``cfg.ckpt_path``, with ``last`` (a requeued cluster job's setting) made this run's own
+    ``last.ckpt`` when it exists, and None (a fresh start) when it does not; other names
+    (``best``, ``hpc``, URLs) are Lightning's to resolve."""
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path != "last":
+        return ckpt_path
+    last = cfg.get("callbacks", {}).get("last")
+    candidate = Path(last.dirpath if last is not None else Path(cfg.paths.output_dir) / "checkpoints") / "last.ckpt"
+    if candidate.is_file():
+        log.info("ckpt_path=last: resuming from %s", candidate)
+        return str(candidate)
+    log.info("ckpt_path=last: no %s yet, starting afresh", candidate)
+    return None
+
+
+def _resumed_logger(cfg: DictConfig, ckpt_path: str, out: Path):
+    """The logger of a run resumed from ``ckpt_path``: the same W&B run (the id the
+    checkpoint keeps, unless ``logger.id`` is set), the CSV log continued after the rows
+    logged before the checkpoint's step when the run resumes in its own directory."""
+    facts = checkpoint_facts(ckpt_path)
+    own_dir = run_dir_of(ckpt_path)
+    if own_dir is not None and own_dir.resolve() != out.resolve():
+        log.warning("resuming %s into %s, not its own run directory %s: its logs start anew there",
+                    ckpt_path, out, own_dir)
+    overrides = {}
+    is_wandb = cfg.get("logger") and str(cfg.logger.get("_target_", "")).endswith("wandb_logger")
+    if is_wandb and cfg.logger.get("id") is None and facts["wandb_run_id"]:
+        overrides = {"id": facts["wandb_run_id"], "resume": cfg.logger.get("resume") or "allow"}
+    logger = build_logger(cfg, **overrides)
+    if isinstance(logger, CSVLogger) and own_dir is not None and own_dir.resolve() == out.resolve():
+        logger.continue_before(facts["global_step"])
+    return logger
+
+
+def _wandb_run_id(trainer: pl.Trainer | None) -> dict:
+    """``wandb_run_id`` for results.json, with a W&B logger (what a resume continues)."""
+    loggers = [lg for lg in (trainer.loggers if trainer is not None else []) if isinstance(lg, WandbLogger)]
+    return {"wandb_run_id": loggers[0].version} if loggers else {}
 
 
 def _log_media(logger, results: dict, out: Path) -> None:
@@ -155,6 +202,7 @@ def _finished_results(cfg, start, trainer, module, task, metrics) -> dict:
         "wall_time_s": time.time() - start,
         "global_step": trainer.global_step,
         **_checkpoints(trainer),
+        **_wandb_run_id(trainer),
         "code_version": res.code_version(),
     }
 
@@ -185,6 +233,7 @@ def _write_stopped(cfg, out: Path, start: float, trainer, status: str, error: Ba
         "global_step": trainer.global_step if trainer is not None else 0,
         **found,
         "resume": f"ckpt_path={found['checkpoint']}" if "checkpoint" in found else None,
+        **_wandb_run_id(trainer),
         "config": to_container(cfg),
         "choices": res.hydra_choices(),
         "wall_time_s": time.time() - start,

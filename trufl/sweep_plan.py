@@ -21,7 +21,7 @@ from omegaconf import DictConfig, open_dict
 from .cli import CONF
 from .config import ConfigError, validate_config
 from .multirun import sweep_jobs
-from .resume import finished_in
+from .skip_finished import finished_in
 
 
 @dataclass

@@ -22,7 +22,7 @@ PLUGIN_CHOICES = (
 def main(cfg: DictConfig) -> float:
     """Train and evaluate one job (or, in a sweep started again on its directory, take the
     metrics of a job that already finished); return the metric a sweeper optimises."""
-    from .resume import finished_results
+    from .skip_finished import finished_results
     from .run import run  # imported here so --help and tab completion stay fast
 
     done = finished_results(cfg)

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from ..condition import Condition
+from ..resume import LoaderPosition, ResumableLoader
 from ..settings import Count, NonNegativeInt, Seed, checked
 
 
@@ -107,6 +108,8 @@ class SplitDataModule(pl.LightningDataModule, Task):
         self.seq_len, self.batch_size, self.num_workers, self.seed = seq_len, batch_size, num_workers, seed
         self.data_dir = Path(data_dir).expanduser()
         self.splits: dict[str, Dataset] = {}
+        self._train_position: LoaderPosition | None = None  # the training stream's place (trufl.resume)
+        self._restored_position: dict | None = None
 
     def build(self) -> dict[str, np.ndarray]:
         """Token arrays for ``train``, ``val`` and ``test`` (cached by subclasses)."""
@@ -130,14 +133,34 @@ class SplitDataModule(pl.LightningDataModule, Task):
         return default_collate(items)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Evaluation loaders are plain; the training loader is a :class:`~trufl.resume.ResumableLoader`
+        with its own seeded generator (shuffling, collation, worker seeds), so no training draw
+        comes from the global stream and its place is saved in checkpoints."""
         self.setup()
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
         batches = self.batch_sampler(split, shuffle)
-        common = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
-                      collate_fn=partial(self.collate, generator=generator))
+        if not shuffle:
+            common = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                          collate_fn=partial(self.collate, generator=None))
+            if batches is not None:
+                return DataLoader(self.splits[split], batch_sampler=batches, **common)
+            return DataLoader(self.splits[split], batch_size=self.batch_size, **common)
+        if self._train_position is None:
+            self._train_position = LoaderPosition(torch.Generator().manual_seed(self.seed))
+        position = self._train_position
+        if self._restored_position is not None:  # a resume at an epoch's end: Lightning does not restore loaders
+            position.load_state_dict(self._restored_position)
+            self._restored_position = None
+        common = dict(num_workers=self.num_workers, persistent_workers=self.num_workers > 0, generator=position.generator,
+                      collate_fn=partial(self.collate, generator=position.generator), position=position)
         if batches is not None:
-            return DataLoader(self.splits[split], batch_sampler=batches, **common)
-        return DataLoader(self.splits[split], batch_size=self.batch_size, shuffle=shuffle, generator=generator, **common)
+            return ResumableLoader(self.splits[split], batch_sampler=batches, **common)
+        return ResumableLoader(self.splits[split], batch_size=self.batch_size, shuffle=True, **common)
+
+    def state_dict(self) -> dict:
+        return {"train_position": self._train_position.state_dict()} if self._train_position is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._restored_position = state_dict.get("train_position")
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

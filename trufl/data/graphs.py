@@ -45,6 +45,11 @@ class NodeCountBatchSampler(Sampler):
             rng.shuffle(batches)
         return batches
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose order the next iteration gives (the training loader sets it, so a
+        resumed run gives the epoch's order again)."""
+        self.epoch = epoch
+
     def __iter__(self):
         batches = self._batches()
         self.epoch += 1

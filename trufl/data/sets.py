@@ -97,6 +97,10 @@ class EpochSampler(Sampler):
     def __init__(self, n: int):
         self.n, self.epoch = n, 0
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose block the next iteration gives (set by the training loader)."""
+        self.epoch = epoch
+
     def __iter__(self):
         start, self.epoch = self.epoch * self.n, self.epoch + 1
         return iter(range(start, start + self.n))

@@ -19,7 +19,7 @@ and ``{run_dirs}``: the finished run directories, one argument each), or
 ``{command: ..., where: {key: value}}`` to pass only the runs with those config values.
 
 A sweep starts again on the same ``<out>/runs`` with ``--resume``: the jobs whose
-``results.json`` says ``finished`` are skipped (``skip_finished``, :mod:`trufl.resume`), the failed,
+``results.json`` says ``finished`` are skipped (``skip_finished``, :mod:`trufl.skip_finished`), the failed,
 interrupted and missing ones run; ``--fresh`` deletes the earlier runs first; with neither, an
 ``<out>/runs`` that holds runs already is refused (a table must not mix two sweeps unknowingly).
 

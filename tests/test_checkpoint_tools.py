@@ -190,11 +190,14 @@ def test_sample_writes_decoded_text_for_a_language_model(make_cfg, tmp_path):
     assert all(isinstance(s["object"], str) and len(s["object"]) == 16 for s in found["samples"])
 
 
+#: a two-step run of a constrained task (sets, graphs) with the Transformer prior at a tiny width
+SMALL_CONSTRAINED = ["dataset.train_size=64", "dataset.val_size=8", "dataset.test_size=8", "dataset.batch_size=8",
+                     "trainer.max_steps=2", "trainer.val_check_interval=2", "eval.iw_samples=2", "eval.log_z_samples=8",
+                     "prior.embed_dim=16", "prior.head_hidden=16", "trainer.accelerator=cpu"]
+
+
 def test_sample_writes_sets_with_their_validity(make_cfg, tmp_path):
-    small = ["dataset.train_size=64", "dataset.val_size=8", "dataset.test_size=8", "dataset.batch_size=8",
-             "trainer.max_steps=2", "trainer.val_check_interval=2", "eval.iw_samples=2", "eval.log_z_samples=8",
-             "prior.embed_dim=16", "prior.head_hidden=16", "trainer.accelerator=cpu"]
-    run(make_cfg("experiment=sets", *small, out=tmp_path / "sets"))
+    run(make_cfg("experiment=sets", *SMALL_CONSTRAINED, out=tmp_path / "sets"))
     found = sampled(tmp_path / "sets", 5)
     assert found["num"] == 5 and found["task"] == "SetDataModule"
     for s in found["samples"]:  # a valid shuffle set holds each of the 16 elements once
@@ -203,10 +206,7 @@ def test_sample_writes_sets_with_their_validity(make_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_sample_draws_graph_colourings_with_their_edges_and_a_picture(make_cfg, tmp_path):
-    small = ["dataset.train_size=64", "dataset.val_size=8", "dataset.test_size=8", "dataset.batch_size=8",
-             "trainer.max_steps=2", "trainer.val_check_interval=2", "eval.iw_samples=2", "eval.log_z_samples=8",
-             "prior.embed_dim=16", "prior.head_hidden=16", "trainer.accelerator=cpu"]
-    run(make_cfg("experiment=graph_colouring", *small, out=tmp_path / "graph"))
+    run(make_cfg("experiment=graph_colouring", *SMALL_CONSTRAINED, out=tmp_path / "graph"))
     found = sampled(tmp_path / "graph", 4)
     assert (tmp_path / "graph" / "samples" / "samples-n4-seed0.png").stat().st_size > 0
     for s in found["samples"]:  # valid: coloured, and no edge joins two nodes of one colour

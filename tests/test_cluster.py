@@ -93,5 +93,5 @@ def test_ckpt_path_last_starts_fresh_then_resumes_from_the_runs_own_last_checkpo
     assert "Restoring states" not in caplog.text and json.loads((out / "results.json").read_text())["global_step"] == 10
     caplog.clear()
     run(make_cfg(*short, "trainer.max_steps=20", out=out))
-    assert f"Restoring states from the checkpoint path at {out / 'checkpoints' / 'last.ckpt'}" in caplog.text
+    assert f"ckpt_path=last: resuming from {out / 'checkpoints' / 'last.ckpt'}" in caplog.text  # the run's own, made concrete
     assert json.loads((out / "results.json").read_text())["global_step"] == 20

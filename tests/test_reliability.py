@@ -244,29 +244,29 @@ def test_a_cache_file_without_a_checksum_is_rebuilt_only_if_it_does_not_load(tmp
 
 
 def test_a_failing_job_keeps_the_others_results_and_its_row_is_marked_failed(tmp_path, data_dir):
-    """The exact boundary gradient with a location-scale flow passes composition (each value is
-    valid alone) and fails when the dequantiser is built, after the job has started."""
+    """A job that fails after it started (a learning rate of 1e30 passes validation and makes
+    the loss non-finite at step 2) fails the sweep loudly; the other job's results stay and
+    the table marks the failed row."""
     sweep = tmp_path / "sweep"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", *toy("logger=none", "trainer.enable_progress_bar=false",
            "trainer.max_steps=10", "trainer.val_check_interval=10", "eval.iw_samples=2", "flow.location_scale=true",
-           "flow.boundary_gradient=sampled,exact"), f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]
+           "optim.lr=0.003,1e30"), f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]
     done = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0  # the sweep fails loudly
-    assert "flow.boundary_gradient=exact needs flow.dim=1 and flow.location_scale=false" in done.stderr
-    key = "flow.boundary_gradient"
-    runs = {r["config"]["flow"]["boundary_gradient"]: r for r in map(json.loads, map(Path.read_text, sweep.rglob("results.json")))}
-    assert runs["sampled"]["status"] == "finished" and runs["sampled"]["global_step"] == 10
-    assert runs["exact"]["status"] == "failed" and key in runs["exact"]["error"]
+    assert "non-finite loss at step 2" in done.stderr
+    key = "optim.lr"
+    runs = {r["config"]["optim"]["lr"]: r for r in map(json.loads, map(Path.read_text, sweep.rglob("results.json")))}
+    assert runs[0.003]["status"] == "finished" and runs[0.003]["global_step"] == 10
+    assert runs[1e30]["status"] == "failed" and "NonFiniteLossError" in runs[1e30]["error"]
 
     header, rows = build_table(load(sweep), [key], ["test/nll_bits"])
     assert header == ["configuration", key, "seeds", "status", "test/nll_bits", "overrides"]
-    assert rows[0][:5] == ["shared", "exact", "0", "1 failed", "—"]
-    assert rows[1][:4] == ["shared", "sampled", "1", "ok"]
-    assert float(rows[1][4]) == pytest.approx(runs["sampled"]["metrics"]["test/nll_bits"], abs=1e-3)
-    assert "flow.boundary_gradient=sampled" in rows[1][5] and "flow.location_scale=True" in rows[1][5] and "paths." not in rows[1][5]
+    assert rows[0][:4] == ["shared", "0.003", "1", "ok"]
+    assert rows[1][:5] == ["shared", "1e+30", "0", "1 failed", "—"]
+    assert float(rows[0][4]) == pytest.approx(runs[0.003]["metrics"]["test/nll_bits"], abs=1e-3)
+    assert "optim.lr=0.003" in rows[0][5] and "flow.location_scale=True" in rows[0][5] and "paths." not in rows[0][5]
     with pytest.raises(UnknownMetricError, match="test/nll_bit:"):
         build_table(load(sweep), [key], ["test/nll_bit"])
-
 
 def _result(seed: int, recon_weight: float = 1.0, nll: float = 2.0, status: str = "finished", out: str = "") -> dict:
     config = {"seed": seed, "recon_weight": recon_weight, "paths": {"output_dir": out or f"/runs/{seed}-{recon_weight}"},

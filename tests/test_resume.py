@@ -169,7 +169,7 @@ def test_killed_a_toy_run_resumes_from_its_last_periodic_save_to_the_uninterrupt
     reference_metrics = run(make_cfg(*TOY, out=tmp_path / "reference"))
     with_callbacks()
     for kill, out in kills.items():
-        assert not (out / "results.json").exists()
+        assert json.loads((out / "results.json").read_text())["status"] == "started"  # what a SIGKILL leaves
         saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
         assert saved == kill // 10 * 10
         metrics = run(make_cfg(*TOY, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=out))
@@ -196,7 +196,7 @@ def test_a_resumed_run_continues_in_the_run_directory_of_its_checkpoint():
     assert node.dir == "outputs/train/2026-01-01_00-00-00"
     node.ckpt_path = "elsewhere/weights.ckpt"  # not a run's checkpoint: a new directory
     assert node.dir == "outputs/new"
-    assert "trufl_run_dir:${ckpt_path}" in (Path(trufl.__file__).parent.parent / "conf/hydra/default.yaml").read_text()
+    assert "trufl_run_dir:${ckpt_path}" in (trufl.config_dir() / "hydra" / "default.yaml").read_text()
 
 
 def test_a_resumed_run_continues_its_wandb_run(make_cfg, with_callbacks, tmp_path, monkeypatch):

@@ -166,9 +166,9 @@ def test_an_interrupted_sweep_started_again_runs_only_the_missing_jobs_and_gives
 
 
 def test_the_wandb_sweep_drives_train_py_with_valid_overrides(hydra_conf):
-    """Every value of every parameter of experiments/wandb_sweep_toy.yaml is an override that
+    """Every value of every parameter of experiments/wandb/toy_sweep.yaml is an override that
     composes and validates (as ``wandb agent`` passes it: ``key=value``, no dashes)."""
-    spec = yaml.safe_load((ROOT / "experiments" / "wandb_sweep_toy.yaml").read_text())
+    spec = yaml.safe_load((ROOT / "experiments" / "wandb" / "toy_sweep.yaml").read_text())
     assert spec["program"] == "train.py" and "${args_no_hyphens}" in spec["command"]
     assert spec["metric"] == {"name": "val/nll_bits", "goal": "minimize"} and spec["method"] == "bayes"
     fixed = [a for a in spec["command"] if "=" in a and not a.startswith("$")]

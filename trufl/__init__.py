@@ -30,13 +30,14 @@ def load(path, **kwargs) -> LoadedRun:
     return _load(path, **kwargs)
 
 
-
 def _register_resolvers() -> None:
-    """``${trufl_run_dir:<ckpt_path>,<default>}`` (conf/hydra/default.yaml): a run resumed from
-    ``<run dir>/checkpoints/<name>.ckpt`` continues in that run directory."""
-    from pathlib import Path
-
-    from omegaconf import OmegaConf
+    """``${trufl_run_dir:<ckpt_path>,<default>}`` (trufl/conf/hydra/default.yaml): a run resumed from
+    ``<run dir>/checkpoints/<name>.ckpt`` continues in that run directory. Skipped where
+    omegaconf is not importable (the modules that need no config, e.g. in a worker)."""
+    try:
+        from omegaconf import OmegaConf
+    except ImportError:
+        return
 
     def run_dir(ckpt_path, default: str) -> str:
         path = Path(str(ckpt_path)) if ckpt_path else None

@@ -55,23 +55,11 @@ def _fsync_dir(directory: Path) -> None:
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
-    """``open(path, mode)`` whose file appears at ``path`` complete, on a clean exit only.
-
-    ``mode`` is ``"w"`` (text, ``kwargs`` as for :func:`open`, e.g. ``newline=""``) or
-    ``"wb"``. The yielded file's ``name`` is the temporary path (complete once flushed).
-    """
-    if mode not in ("w", "wb"):
-        raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _replacing(path: Path, tmp: str) -> Iterator[None]:
+    """Run the body that writes ``tmp``; then ``tmp`` replaces ``path`` (a clean exit) or is
+    removed (any exception, re-raised), and the directory entry is made durable."""
     try:
-        os.fchmod(fd, FILE_MODE)
-        os.close(fd)
-        with open(tmp, mode, **kwargs) as f:  # by name: ``f.name`` is the temporary path
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        yield
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -83,25 +71,37 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
 
 
 @contextmanager
+def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO]:
+    """``open(path, mode)`` whose file appears at ``path`` complete, on a clean exit only.
+
+    ``mode`` is ``"w"`` (text, ``kwargs`` as for :func:`open`, e.g. ``newline=""``) or
+    ``"wb"``. The yielded file's ``name`` is the temporary path (complete once flushed).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"atomic_open writes whole files: mode 'w' or 'wb', not {mode!r}")
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with _replacing(path, tmp):
+        os.fchmod(fd, FILE_MODE)
+        os.close(fd)
+        with open(tmp, mode, **kwargs) as f:  # by name: ``f.name`` is the temporary path
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+
+
+@contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` (ending in the same suffix, for writers that pick a
     format from it) for a writer that takes a path; it replaces ``path`` on a clean exit."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
-    try:
+    with _replacing(path, tmp):
         yield Path(tmp)
         os.chmod(tmp, FILE_MODE)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

@@ -29,6 +29,7 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     if extra not in EXTRAS:
         raise ValueError(f"unknown extra {extra!r}; one of {sorted(EXTRAS)}")
     try:
+        importlib.import_module(module.split(".")[0])  # the package first: a submodule may be cached without it
         return importlib.import_module(module)
     except ModuleNotFoundError as err:
         missing = err.name or module

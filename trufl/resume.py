@@ -191,8 +191,11 @@ def run_facts(trainer: pl.Trainer) -> dict:
 
 
 def validates_after_this_batch(trainer: pl.Trainer) -> bool:
-    """Whether Lightning validates once the current training batch ends (its own test)."""
+    """Whether Lightning validates once the current training batch ends (its own test); False
+    before training has a batch (a save on an exception raised while fitting was set up)."""
     loop = trainer.fit_loop
+    if loop._data_fetcher is None:
+        return False
     return trainer.enable_validation and loop.epoch_loop._should_check_val_fx(loop._data_fetcher)
 
 

@@ -129,26 +129,31 @@ def _stop_and_resume(make_cfg, with_callbacks, overrides: list[str], out: Path, 
 
 
 def _three_random_stops(make_cfg, with_callbacks, tmp_path: Path, overrides: list[str], steps: int, seed: str,
-                        reference: Path, reference_metrics: dict) -> None:
+                        reference: Path, reference_metrics: dict) -> list[dict]:
+    """Stop the run at 3 seeded random steps, resume each; the resumed runs' final metrics."""
     assert reference_metrics["test/nll_bits"] > 0
     stops = sorted(random.Random(seed).sample(range(1, steps), 3))
+    resumed = []
     for step in stops:
         out = tmp_path / f"stopped-{step}"
-        metrics = _stop_and_resume(make_cfg, with_callbacks, overrides, out, step)
-        _assert_same_run(out, reference, metrics, reference_metrics)
+        resumed.append(_stop_and_resume(make_cfg, with_callbacks, overrides, out, step))
+        _assert_same_run(out, reference, resumed[-1], reference_metrics)
     # one directory per run: the resumed runs wrote into their own
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("stopped")) == sorted(f"stopped-{s}" for s in stops)
+    return resumed
 
 
 def test_a_toy_run_stopped_at_three_random_steps_resumes_to_the_uninterrupted_run(
         make_cfg, with_callbacks, tmp_path, toy_reference):
-    _three_random_stops(make_cfg, with_callbacks, tmp_path, TOY, 60, "toy", *toy_reference)
+    resumed = _three_random_stops(make_cfg, with_callbacks, tmp_path, TOY, 60, "toy", *toy_reference)
+    assert len(resumed) == 3 and all(m == toy_reference[1] for m in resumed)  # every final metric, exactly
 
 
 def test_a_text_run_stopped_at_three_random_steps_resumes_to_the_uninterrupted_run(make_cfg, with_callbacks, tmp_path):
     torch.set_num_threads(1)
     reference_metrics = run(make_cfg(*TEXT, out=tmp_path / "reference"))
-    _three_random_stops(make_cfg, with_callbacks, tmp_path, TEXT, 12, "text", tmp_path / "reference", reference_metrics)
+    resumed = _three_random_stops(make_cfg, with_callbacks, tmp_path, TEXT, 12, "text", tmp_path / "reference", reference_metrics)
+    assert len(resumed) == 3 and all(m["test/nll_bits"] == reference_metrics["test/nll_bits"] and m == reference_metrics for m in resumed)
 
 
 @pytest.mark.parametrize("step", [8, 24, 25, 40, 50])

@@ -19,6 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .builders import build
+from .resume import run_dir_of as own_run_dir
 
 #: the run's resolved config (``OmegaConf.to_container(cfg, resolve=True)``)
 CONFIG_KEY = "trufl_config"
@@ -28,8 +29,8 @@ CATEGORIES_KEY = "trufl_num_categories"
 LAST = Path("checkpoints") / "last.ckpt"
 
 
-class CheckpointError(Exception):
-    """A checkpoint that cannot be found, read or rebuilt; the message says what to do."""
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be found, read, rebuilt or resumed from; the message says what to do."""
 
 
 class MissingCheckpointError(CheckpointError, FileNotFoundError):
@@ -71,8 +72,8 @@ def _results(path: Path) -> dict:
 
 
 def run_dir_of(ckpt: Path) -> Path:
-    """The run directory of a checkpoint (``<run>/checkpoints/x.ckpt`` → ``<run>``)."""
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    """The run directory of a checkpoint (``<run>/checkpoints/x.ckpt`` → ``<run>``), else its folder."""
+    return own_run_dir(ckpt) or ckpt.parent
 
 
 def read(path: Path, map_location="cpu", weights_only: bool = True) -> dict:

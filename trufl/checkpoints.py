@@ -30,6 +30,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from .atomic import atomic_path, write_bytes_atomic
+from .checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,6 @@ log = logging.getLogger(__name__)
 PREVIOUS = "last-previous.ckpt"
 #: Lightning's named checkpoints for ``ckpt_path`` (resolved by Lightning, not files)
 SPECIAL_PATHS = {"last", "best", "hpc", "registry"}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint given to resume from cannot be used; the message names it and the alternative."""
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

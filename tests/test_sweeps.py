@@ -117,6 +117,7 @@ def test_dry_run_exits_non_zero_naming_each_invalid_job(tmp_path, capsys):
 def test_a_finished_job_is_recognised_only_for_its_own_overrides(tmp_path):
     _finished(tmp_path / "a", ["flow=catnf", "seed=0", "skip_finished=false"])
     assert finished_in(tmp_path / "a", ["flow=catnf", "seed=0"]) is not None  # how it was launched is not what it is
+    assert finished_in(tmp_path / "a", ["flow=catnf", "seed=0", "ckpt_path=last"]) is not None  # nor where it resumed
     assert finished_in(tmp_path / "a", ["flow=catnf", "seed=1"]) is None
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "results.json").write_text('{"status": "fini')  # a write cut short: run it again

@@ -12,12 +12,13 @@ from omegaconf import DictConfig
 
 from .results import hydra_overrides
 
-#: overrides that choose how a sweep is launched, not what a job is
-NOT_IDENTITY = ("skip_finished",)
+#: overrides that choose how a sweep is launched, not what a job is (``ckpt_path=last``: a resumed
+#: sweep's jobs continue from their own last.ckpt, scripts/experiment.py --resume)
+NOT_IDENTITY = ("skip_finished", "ckpt_path")
 
 
 def identity(overrides: list[str]) -> list[str]:
-    """The overrides that make a job this job (``skip_finished=…`` left out)."""
+    """The overrides that make a job this job (``skip_finished=…``, ``ckpt_path=…`` left out)."""
     return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in NOT_IDENTITY]
 
 

@@ -20,7 +20,8 @@ and ``{run_dirs}``: the finished run directories, one argument each), or
 
 A sweep starts again on the same ``<out>/runs`` with ``--resume``: the jobs whose
 ``results.json`` says ``finished`` are skipped (``skip_finished``, :mod:`trufl.skip_finished`), the failed,
-interrupted and missing ones run; ``--fresh`` deletes the earlier runs first; with neither, an
+interrupted and missing ones run, each continuing from its own ``checkpoints/last.ckpt`` when it
+has one (``ckpt_path=last``: a 10k-step curve run cut off at step 7000 loses at most 500 steps); ``--fresh`` deletes the earlier runs first; with neither, an
 ``<out>/runs`` that holds runs already is refused (a table must not mix two sweeps unknowingly).
 
 Output under ``<out>`` (default multirun/experiments/<name>): ``table.md``, ``table.csv``,
@@ -183,7 +184,10 @@ def main(argv: list[str] | None = None) -> None:
     runs = out / "runs"
     if not args.table_only:
         prepare_runs(runs, resume=args.resume, fresh=args.fresh)
-    returncode = 0 if args.table_only else run_sweep(spec, out, args.tiny, args.overrides, args.launcher, args.argv)
+    # --resume: an interrupted job continues from its own checkpoints/last.ckpt (saved every 500 steps and on
+    # SIGTERM), so a long sweep cut off goes on where each run stopped; a job without one starts afresh
+    overrides = [*args.overrides, "ckpt_path=last"] if args.resume else args.overrides
+    returncode = 0 if args.table_only else run_sweep(spec, out, args.tiny, overrides, args.launcher, args.argv)
     try:
         header, rows = table(spec, runs)
     except UnknownMetricError as err:

@@ -10,6 +10,17 @@ Writes ``experiments/results/tuning_<search>.csv`` (flow, trial, each searched k
 optimised metric, status), ``experiments/results/tuning_<search>.json`` (the space, the
 sampler, the budget, the command per flow, the chosen values) and
 ``trufl/conf/tuned/<search>_<flow>.yaml``. A method never reads another's trials.
+
+Every method's search starts from the same place: its trial 0 is the method's *shared*
+configuration (the job with no overrides: the shared optimiser, the flow's own D, the prior
+its support gives by default) in the search's keys, run at the search's budget; Optuna's
+sampler (seeded) then proposes the other ``n_trials - 1``. So the chosen values are never worse
+than the shared ones at the search's budget, for any method. (Trial 0 is not told to the
+sampler: Optuna 2.10, the newest the Hydra sweeper allows, cannot open a SQLite study with
+SQLAlchemy 2, which an enqueued trial would need.) A searched key that a flow does not have
+(Argmax derives its D; the categorical model has no latent, prior or KL weight) is left out of
+that flow's space, so its trials are not repeats. A search started again continues: finished
+trials are not run again (``skip_finished``; the seeded sampler proposes the same trials).
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from .. import config_dir
 from ..atomic import atomic_open, write_json_atomic, write_text_atomic
 
 from .repository import RESULTS, ROOT, shown_command
-from .runs import load, status, value
+from .runs import group_value, load, status, value
 
 TUNED = config_dir() / "tuned"
 
@@ -43,23 +54,103 @@ def search_spec(search: str) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-def search_command(search: str, flow: str, runs: Path, extra: list[str]) -> list[str]:
+#: searched keys a flow does not have: its trials would repeat each other
+NOT_SEARCHED = {"argmax": {"latent_dim"},
+                "categorical": {"latent_dim", "prior.transform", "prior.inputs", "weighting", "recon_weight", "kl_weight"}}
+
+
+def flow_space(space: dict, flow: str) -> dict:
+    """The search's keys that ``flow`` has (see :data:`NOT_SEARCHED`)."""
+    return {k: v for k, v in space.items() if k not in NOT_SEARCHED.get(flow, set())}
+
+
+def search_command(search: str, flow: str, runs: Path, extra: list[str], held: dict | None = None,
+                   trials: int | None = None) -> list[str]:
+    """The Hydra multirun of one flow's search under ``runs``: the keys the flow lacks ``held`` at
+    their config values (the Optuna sweeper takes a plain override out of its space), ``trials``
+    trials (default: the preset's)."""
     return [sys.executable, str(ROOT / "train.py"), "-m", f"hparams_search={search}", f"flow={flow}",
-            f"hydra.sweep.dir={runs}", *extra]
+            f"hydra.sweep.dir={runs}", *(f"{k}={_override_value(v)}" for k, v in (held or {}).items()),
+            *([f"hydra.sweeper.n_trials={trials}"] if trials is not None else []), *extra]
 
 
-def trials(runs: Path, keys: list[str], metric: str) -> list[dict]:
-    """Every trial under ``runs`` (job order): the values of the searched ``keys`` and ``metric``."""
+def _override_value(v) -> str:
+    return "null" if v is None else str(v)
+
+
+def start_command(search: str, flow: str, runs: Path, extra: list[str], point: dict) -> list[str]:
+    """Trial 0: the search's budget and settings at ``point`` (the flow's shared configuration),
+    one run in ``runs/start_<flow>``."""
+    return [sys.executable, str(ROOT / "train.py"), f"hparams_search={search}", f"flow={flow}", "hydra.mode=RUN",
+            f"hydra.run.dir={runs / f'start_{flow}'}", *(f"{k}={v}" for k, v in point.items()), *extra]
+
+
+def shared_point(search: str, flow: str, keys: list[str], extra: list[str] = (), resolve: bool = True) -> dict:
+    """The values the job ``flow=<flow>`` (no search, no tuned preset) runs with, for ``keys``:
+    read from the composed config, and (``resolve``) where that says "each flow's own"
+    (``latent_dim: null``, ``prior.inputs``/``prior.transform: auto``) from the model it builds."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ..builders import build_likelihood
+    from ..config import _num_categories
+    from ..priors.elementwise import MixtureTransform, SplineTransform
+
+    overrides = [f"flow={flow}", *(o for o in extra if not o.startswith(("hydra.", "~hydra.", "+hydra.")))]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    choices = cfg.hydra.runtime.choices
+    model = None
+    point = {}
+    for key in keys:
+        if key in choices:                        # a config group (weighting=constant)
+            point[key] = choices[key]
+            continue
+        node, *path = cfg, *key.split(".")
+        for part in path:
+            node = node.get(part) if node is not None else None
+        if resolve and (node is None or node == "auto"):
+            model = model if model is not None else build_likelihood(cfg, _num_categories(cfg))
+            if key == "latent_dim":
+                node = int(model.dequantiser.dim)
+            elif key == "prior.inputs":
+                node = model.prior.inputs
+            elif key == "prior.transform":
+                kinds = {SplineTransform: "spline", MixtureTransform: "mixture"}
+                node = kinds.get(type(model.prior.transform), type(model.prior.transform).__name__)
+            else:
+                raise ValueError(f"{key} is {node!r} in flow={flow}'s config: the search needs a value to start from")
+        point[key] = node
+    return point
+
+
+def trials(runs: Path, keys: list[str], metric: str, searched: list[str] | None = None) -> list[dict]:
+    """Every trial under ``runs`` (job order): the values of ``keys`` ("" for those outside
+    ``searched``, the flow's own space) and ``metric``."""
+    searched = keys if searched is None else searched
     def job(r: dict) -> int:  # Hydra's job number, the start of the run directory's name
         name = Path(r.get("config", {}).get("paths", {}).get("output_dir", "0")).name
+        if name.startswith("start_"):
+            return -1  # trial 0, the shared configuration
         return int(name.split("_", 1)[0]) if name.split("_", 1)[0].isdigit() else 0
 
     rows = []
     for r in sorted(load(runs), key=job):
-        chosen = dict(o.split("=", 1) for o in r.get("overrides", []) if o.split("=", 1)[0] in keys)
-        rows.append({"trial": len(rows), **{k: chosen.get(k, "") for k in keys},
+        rows.append({"trial": len(rows), **{k: _recorded(r, k) if k in searched else "" for k in keys},
                      metric: value(r, metric) if status(r) == "finished" else None, "status": status(r)})
     return rows
+
+
+def _recorded(result: dict, key: str):
+    """The value a run had for a searched key (a config group's choice or a config value; ""
+    when it has none)."""
+    try:
+        v = group_value(result, key)
+    except (KeyError, TypeError):
+        return ""
+    return "" if v is None else v
 
 
 def best(rows: list[dict], metric: str) -> dict | None:
@@ -109,19 +200,35 @@ def main(argv: list[str] | None = None) -> None:
               "direction": sweeper["direction"], "trials": sweeper["n_trials"], "sampler": sweeper["sampler"],
               "budget": spec.get("trainer", {}), "flows": {}}
     table = []
+    # hydra.sweeper.n_trials=N among the overrides: N trials in all (trial 0 and N - 1 from the sampler)
+    n_trials = int(sweeper["n_trials"])
+    extra = []
+    for o in args.overrides:
+        if o.startswith("hydra.sweeper.n_trials="):
+            n_trials = int(o.split("=", 1)[1])
+        else:
+            extra.append(o)
+    record["trials"] = n_trials
     for flow in args.flows:
-        cmd = search_command(args.search, flow, out / flow, args.overrides)
+        space = flow_space(sweeper["params"], flow)
+        dropped = [k for k in keys if k not in space]
+        start_point = shared_point(args.search, flow, list(space), args.overrides)
+        held = shared_point(args.search, flow, dropped, args.overrides, resolve=False)
+        first = start_command(args.search, flow, out / flow, extra, start_point)
+        cmd = search_command(args.search, flow, out / flow, extra, held, trials=n_trials - 1)
         start = time.time()
-        if not args.table_only:
-            print("$", shlex.join(cmd), flush=True)
-            subprocess.run(cmd, cwd=ROOT, env=os.environ.copy(), check=False)
-        rows = trials(out / flow, keys, metric)
+        if not args.table_only:  # a run already finished is not run again (skip_finished): a search started again continues
+            print(f"{flow}: trial 0 is its shared configuration {start_point}", flush=True)
+            for c in (first, cmd):
+                print("$", shlex.join(c), flush=True)
+                subprocess.run(c, cwd=ROOT, env=os.environ.copy(), check=False)
+        rows = trials(out / flow, keys, metric, list(space))
         chosen = best(rows, metric)
         table += [{"flow": flow, **r} for r in rows]
-        record["flows"][flow] = {"command": shown_command(cmd), "wall_time_s": round(time.time() - start, 1),
-                                 "chosen": chosen, "preset": None}
+        record["flows"][flow] = {"command": shown_command(cmd), "start_command": shown_command(first), "wall_time_s": round(time.time() - start, 1),
+                                 "space": space, "start": start_point, "chosen": chosen, "preset": None}
         if chosen is not None:
-            preset = write_preset(args.search, flow, chosen, keys, args.presets)
+            preset = write_preset(args.search, flow, chosen, list(space), args.presets)
             record["flows"][flow]["preset"] = shown_command([str(preset)])
         print(f"{flow}: {len(rows)} trials, chosen {chosen}")
     args.results.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,21 @@ def test_every_table_has_its_experiment_file():
     assert {p.stem for p in EXPERIMENTS} >= {"toy", "sets", "graph_colouring_tiny", "sudoku", "language_modelling"}
 
 
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
+def test_a_published_row_on_a_task_of_ours_sits_in_that_tasks_table(path):
+    """Like with like: a published row naming one of trufl's datasets is only shown in a table
+    whose runs are on that dataset (the large-graph rows belong beside 25–50-node runs, not in the
+    10–20-node table); rows on another corpus (PTB, text8 beside the embedded corpus) are context
+    and say so in their configuration column."""
+    spec = yaml.safe_load(path.read_text())
+    ours = {p.stem for p in (ROOT / "trufl" / "conf" / "dataset").glob("*.yaml")}
+    datasets = spec["sweep"].get("dataset", [])
+    datasets = set(datasets if isinstance(datasets, list) else [datasets])
+    for row in spec.get("published") or []:
+        if row.get("dataset") in ours and "other corpus" not in str(row.get("configuration", "")):
+            assert row["dataset"] in datasets, f"{path.name}: a published row on {row['dataset']} beside runs on {sorted(datasets)}"
+
+
 #: a stand-in for a figure script (the tests do not depend on the real ones): writes the run
 #: directories it was given, one a line, and a PNG, into the folder named first
 STAND_IN_FIGURE = (

@@ -60,11 +60,14 @@ def test_a_two_trial_search_starts_from_the_shared_configuration_records_every_t
     assert len(list((tmp_path / "runs" / "trufl").rglob("results.json"))) == 2
 
 
-def test_the_text_search_has_one_space_for_every_method():
-    with open(CONF / "hparams_search" / "text.yaml") as f:
-        text = yaml.safe_load(f)["hydra"]["sweeper"]
-    assert set(text["params"]) == {"optim.lr", "latent_dim", "prior.transform", "prior.inputs",
-                                   "trainer.gradient_clip_val", "weighting"}
+def test_the_text_and_sets_searches_are_one_protocol():
+    """One space, trial count, sampler and budget on both tasks (only the task's model differs)."""
+    text, sets = (yaml.safe_load((CONF / "hparams_search" / f"{name}.yaml").read_text()) for name in ("text", "sets"))
+    assert set(text["hydra"]["sweeper"]["params"]) == {"optim.lr", "latent_dim", "prior.transform", "prior.inputs",
+                                                       "trainer.gradient_clip_val", "weighting"}
+    for key in ("params", "n_trials", "sampler", "direction"):
+        assert text["hydra"]["sweeper"][key] == sets["hydra"]["sweeper"][key], key
+    assert text["trainer"] == sets["trainer"] and text["optimized_metric"] == sets["optimized_metric"]
 
 
 @pytest.mark.parametrize("flow", ["trufl", "catnf", "argmax", "categorical"])

@@ -192,6 +192,28 @@ def test_resuming_with_another_batch_size_warns_that_it_is_not_the_same_run(make
     assert json.loads((out / "results.json").read_text())["global_step"] == 60
 
 
+def test_a_resumed_run_reports_its_wall_time_in_all_segments(make_cfg, with_callbacks, tmp_path):
+    """The checkpoint carries the time spent until its save; the resumed run's ``wall_time_s`` is
+    that plus its own segment, and ``wall_time_before_resume_s`` says how much came before."""
+    from trufl.resume import CHECKPOINT_KEY
+
+    out = tmp_path / "run"
+    with_callbacks(StopAt(12))
+    with pytest.raises(SystemExit):
+        run(make_cfg(*TOY, out=out))
+    stopped = json.loads((out / "results.json").read_text())
+    saved = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)[CHECKPOINT_KEY]["wall_time_s"]
+    assert 0 < saved <= stopped["wall_time_s"]
+    with_callbacks()
+    run(make_cfg(*TOY, f"ckpt_path={out / 'checkpoints' / 'last.ckpt'}", out=out))
+    resumed = json.loads((out / "results.json").read_text())
+    assert resumed["wall_time_before_resume_s"] == pytest.approx(saved, rel=1e-12)
+    assert resumed["wall_time_s"] > saved and resumed["global_step"] == 60
+    fresh = tmp_path / "fresh"
+    run(make_cfg(*TOY, out=fresh))
+    assert "wall_time_before_resume_s" not in json.loads((fresh / "results.json").read_text())
+
+
 def test_a_resumed_run_continues_in_the_run_directory_of_its_checkpoint():
     import trufl  # noqa: F401 - registers the resolver
 

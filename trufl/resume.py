@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import random
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -238,12 +239,20 @@ class ResumeState(pl.Callback):
     at the first training batch after a resume, after everything a resumed run sets up anew has
     drawn), the run's facts (:func:`run_facts`; a resume that changes one warns), the W&B run id.
     It also writes the loggers' pending rows at the batch after each save, so a run killed later
-    leaves a log that reaches the checkpoint's step."""
+    leaves a log that reaches the checkpoint's step, and it keeps the run's wall time across
+    resumes: :attr:`earlier_wall_time_s` is the time the checkpoint's run had spent (all its
+    segments) when it saved, so a run cut off and resumed reports what it cost in all."""
 
     def __init__(self):
         self._rng: dict | None = None
         self._flush = False
         self._sigterm_during_validation = False
+        self.started = time.time()  # the run's start (train.py sets it to its own)
+        self.earlier_wall_time_s = 0.0
+
+    def wall_time_s(self) -> float:
+        """Seconds this run has spent, earlier segments (before a resume) included."""
+        return self.earlier_wall_time_s + time.time() - self.started
 
     def on_validation_batch_end(self, trainer: pl.Trainer, *args, **kwargs) -> None:
         # Lightning stops a validation half done on SIGTERM, and resumes it without the batches it
@@ -264,7 +273,8 @@ class ResumeState(pl.Callback):
         wandb = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         loop = {"after_batch_end": not trainer.validating, "validated_step": validates_after_this_batch(trainer)}
         checkpoint[CHECKPOINT_KEY] = {"rng": states, "facts": run_facts(trainer), "loop": loop,
-                                      "wandb_run_id": wandb[0].version if wandb else None}
+                                      "wandb_run_id": wandb[0].version if wandb else None,
+                                      "wall_time_s": self.wall_time_s()}
         self._flush = True
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
@@ -275,6 +285,8 @@ class ResumeState(pl.Callback):
             return
         if "loop" in saved:
             settle_loop_state(checkpoint, saved["loop"])
+        if "wall_time_s" in saved:
+            self.earlier_wall_time_s = float(saved["wall_time_s"])
         self._rng = dict(saved["rng"])
         per_rank = self._rng.pop("torch_per_rank", None)
         if per_rank is not None and trainer.global_rank < len(per_rank):

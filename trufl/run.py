@@ -26,7 +26,7 @@ from .figures import run_figures
 from .loggers import CSVLogger, close_loggers, log_figures, log_results_artifact, log_samples, log_summary
 from .metrics import contract_keys
 from .objective import renormalised_bound
-from .resume import checkpoint_facts, run_dir_of
+from .resume import ResumeState, checkpoint_facts, run_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,9 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
     resumes_a_file = ckpt_path is not None and Path(str(ckpt_path)).is_file()
     logger = _resumed_logger(cfg, ckpt_path, out) if resumes_a_file else build_logger(cfg)
     trainer = state["trainer"] = build_trainer(cfg, logger, out)
+    for callback in trainer.callbacks:
+        if isinstance(callback, ResumeState):
+            callback.started = start  # a checkpoint's wall time counts from the job's start
     try:
         if logger is not None:  # the resolved config, nested, plus the group choices (flow: trufl, …)
             logger.log_hyperparams({**to_container(cfg), "choices": res.hydra_choices()})
@@ -199,12 +202,21 @@ def _finished_results(cfg, start, trainer, module, task, metrics) -> dict:
         "config": to_container(cfg),
         "choices": res.hydra_choices(),
         "overrides": res.hydra_overrides(),
-        "wall_time_s": time.time() - start,
+        **_wall_time(trainer, start),
         "global_step": trainer.global_step,
         **_checkpoints(trainer),
         **_wandb_run_id(trainer),
         "code_version": res.code_version(),
     }
+
+
+def _wall_time(trainer, start: float) -> dict:
+    """``wall_time_s``: what the run has cost in all, the segments before a resume included
+    (:class:`~trufl.resume.ResumeState` carries them in the checkpoint); a resumed run also says
+    how much of it came before (``wall_time_before_resume_s``)."""
+    state = next((c for c in getattr(trainer, "callbacks", None) or [] if isinstance(c, ResumeState)), None)
+    earlier = state.earlier_wall_time_s if state is not None else 0.0
+    return {"wall_time_s": earlier + time.time() - start, **({"wall_time_before_resume_s": earlier} if earlier else {})}
 
 
 @rank_zero_only
@@ -236,7 +248,7 @@ def _write_stopped(cfg, out: Path, start: float, trainer, status: str, error: Ba
         **_wandb_run_id(trainer),
         "config": to_container(cfg),
         "choices": res.hydra_choices(),
-        "wall_time_s": time.time() - start,
+        **_wall_time(trainer, start),
         "code_version": res.code_version(),
     }
     out.mkdir(parents=True, exist_ok=True)

@@ -182,6 +182,25 @@ def test_the_wandb_sweep_drives_train_py_with_valid_overrides(hydra_conf):
             assert (choices[key] if key in choices else OmegaConf.select(cfg, key)) == value, (key, value)
 
 
+def test_a_finished_job_whose_overrides_now_mean_another_configuration_runs_again(hydra_conf, tmp_path, capsys):
+    """The same overrides are not the same job when what they compose to changed (an edited
+    tuned preset, a changed default): a cache keyed by overrides alone would go stale."""
+    from trufl.config import to_container
+    from trufl.skip_finished import finished_results
+
+    out = tmp_path / "job"
+    cfg = compose("config", overrides=[f"paths.output_dir={out}", "seed=3"])
+    out.mkdir()
+    (out / "results.json").write_text(json.dumps({"status": "finished", "overrides": ["seed=3"], "metrics": {},
+                                                  "config": to_container(cfg)}))
+    assert finished_results(cfg, overrides=["seed=3"]) is not None  # the same configuration: skipped
+    elsewhere = compose("config", overrides=[f"paths.output_dir={out}", "seed=3", "paths.data_dir=/elsewhere"])
+    assert finished_results(elsewhere, overrides=["seed=3"]) is not None  # where data is cached is not the job
+    edited = compose("config", overrides=[f"paths.output_dir={out}", "seed=3", "optim.lr=0.001"])
+    assert finished_results(edited, overrides=["seed=3"]) is None  # as if the preset behind seed=3 had changed
+    assert "another configuration (optim.lr): running it again" in capsys.readouterr().out
+
+
 def test_a_finished_job_is_skipped_unless_skip_finished_is_false(hydra_conf, tmp_path):
     from trufl.skip_finished import finished_results
 

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, open_dict
 from .cli import CONF
 from .config import ConfigError, validate_config
 from .multirun import sweep_jobs
-from .skip_finished import finished_in
+from .skip_finished import changed_configuration, finished_in
 
 
 @dataclass
@@ -66,6 +66,8 @@ def _checked(cfg: DictConfig, num: int, overrides: list[str], directory: Path | 
     except ConfigError as err:
         return PlannedJob(num, overrides, directory, "invalid", str(err).split("\n", 1)[1])
     done = directory is not None and cfg.get("skip_finished", True) and finished_in(directory, overrides)
+    if done and changed_configuration(done, cfg):  # same overrides, another configuration: it runs again
+        done = None
     return PlannedJob(num, overrides, directory, "finished" if done else "run")
 
 

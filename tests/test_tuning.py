@@ -61,13 +61,18 @@ def test_a_two_trial_search_starts_from_the_shared_configuration_records_every_t
 
 
 def test_the_text_and_sets_searches_are_one_protocol():
-    """One space, trial count, sampler and budget on both tasks (only the task's model differs)."""
+    """One space, trial count and sampler on both tasks; each budget is its table's (the LM table's
+    1500 steps with validation every 250, the sets table's 1000 with validation every 500)."""
     text, sets = (yaml.safe_load((CONF / "hparams_search" / f"{name}.yaml").read_text()) for name in ("text", "sets"))
     assert set(text["hydra"]["sweeper"]["params"]) == {"optim.lr", "latent_dim", "prior.transform", "prior.inputs",
                                                        "trainer.gradient_clip_val", "weighting"}
     for key in ("params", "n_trials", "sampler", "direction"):
         assert text["hydra"]["sweeper"][key] == sets["hydra"]["sweeper"][key], key
-    assert text["trainer"] == sets["trainer"] and text["optimized_metric"] == sets["optimized_metric"]
+    assert text["optimized_metric"] == sets["optimized_metric"] == "val/nll_bits"
+    lm = yaml.safe_load((ROOT / "experiments" / "language_modelling.yaml").read_text())
+    assert text["trainer"] == {"max_steps": 1500, "val_check_interval": lm["sweep"]["trainer.val_check_interval"]}
+    sets_preset = yaml.safe_load((CONF / "experiment" / "sets.yaml").read_text())
+    assert sets["trainer"] == sets_preset["trainer"]
 
 
 @pytest.mark.parametrize("flow", ["trufl", "catnf", "argmax", "categorical"])

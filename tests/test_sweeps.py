@@ -223,3 +223,14 @@ def test_an_experiment_refuses_earlier_runs_unless_resumed_or_fresh(tmp_path):
     assert (runs / "0_trufl_toy" / "results.json").is_file()
     prepare_runs(runs, resume=False, fresh=True)
     assert not runs.exists()
+
+
+def test_the_expected_wall_time_spreads_the_published_runs_over_the_launchers_jobs(tmp_path):
+    from trufl.reporting.sweep import expected_wall_time, parallel_jobs
+
+    (tmp_path / "t.csv").write_text("configuration,flow,seeds,wall s\nshared,a,3,100 ± 5\nshared,b,1,500\n"
+                                    "published,c,—,\n")
+    assert parallel_jobs("local") == 2 and parallel_jobs("basic") == 1
+    assert expected_wall_time("t", "basic", tmp_path) == 800.0  # 3 × 100 + 500, one at a time
+    assert expected_wall_time("t", "local", tmp_path) == 500.0  # 800 / 2 = 400, but the longest run takes 500
+    assert expected_wall_time("missing", "local", tmp_path) is None

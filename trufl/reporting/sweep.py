@@ -57,6 +57,10 @@ def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher:
     worst exit code."""
     out.mkdir(parents=True, exist_ok=True)
     finished_before = finished_runs(out / "runs")
+    expected = None if tiny else expected_wall_time(spec.get("name", ""), launcher)
+    if expected is not None:
+        print(f"expected wall time: about {expected / 60:.0f} min (the published table's runs, "
+              f"{parallel_jobs(launcher)} at a time{'; the finished ones are skipped' if finished_before else ''})", flush=True)
     start, commands, codes = time.time(), [], []
     for name, sweep in sweeps(spec):
         cmd = sweep_command(spec, out / "runs" / name if name else out / "runs", tiny, overrides, launcher, sweep)
@@ -67,11 +71,38 @@ def run_sweep(spec: dict, out: Path, tiny: bool, overrides: list[str], launcher:
         "reproduce": shown_command(["python", "scripts/experiment.py", *argv]),
         "command": commands[0], **({"block_commands": commands[1:]} if len(commands) > 1 else {}),
         "launcher": launcher, "tiny": tiny, "wall_time_s": round(time.time() - start, 1), "returncode": next((c for c in codes if c), 0),
+        **({"expected_wall_time_s": round(expected, 1)} if expected is not None else {}),
         "finished_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         **({"resumed": {"finished_before": finished_before}} if finished_before else {}),
     }
     write_json_atomic(out / "sweep.json", record)
     return next((c for c in codes if c), 0)
+
+
+def parallel_jobs(launcher: str) -> int:
+    """How many jobs ``launcher`` runs at a time (its ``n_jobs``; 1 for Hydra's basic launcher)."""
+    path = config_dir() / "hydra" / "launcher" / f"{launcher}.yaml"
+    if not path.is_file():
+        return 1
+    import yaml
+
+    return int((yaml.safe_load(path.read_text()) or {}).get("n_jobs") or 1)
+
+
+def expected_wall_time(name: str, launcher: str, results: Path | None = None) -> float | None:
+    """Seconds the sweep should take, from the published table's measured ``wall s`` column
+    (``experiments/results/<name>.csv``: each row's runs in all) spread over the launcher's
+    parallel jobs, never below its longest run; None without a published table. A cluster
+    launcher (``slurm``) runs every job at once, so its estimate is the longest run."""
+    from .repository import RESULTS
+    from .results_section import wall_time_column
+
+    column = wall_time_column((results or RESULTS) / f"{name}.csv")
+    if column is None:
+        return None
+    total, longest = column
+    jobs = parallel_jobs(launcher) if launcher != "slurm" else max(int(total // max(longest, 1e-9)), 1)
+    return max(total / jobs, longest)
 
 
 def finished_runs(runs: Path) -> int:

@@ -118,6 +118,7 @@ def test_a_finished_job_is_recognised_only_for_its_own_overrides(tmp_path):
     _finished(tmp_path / "a", ["flow=catnf", "seed=0", "skip_finished=false"])
     assert finished_in(tmp_path / "a", ["flow=catnf", "seed=0"]) is not None  # how it was launched is not what it is
     assert finished_in(tmp_path / "a", ["flow=catnf", "seed=0", "ckpt_path=last"]) is not None  # nor where it resumed
+    assert finished_in(tmp_path / "a", ["flow=catnf", "seed=0", "trainer.enable_progress_bar=false"]) is not None
     assert finished_in(tmp_path / "a", ["flow=catnf", "seed=1"]) is None
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "results.json").write_text('{"status": "fini')  # a write cut short: run it again
@@ -196,6 +197,8 @@ def test_a_finished_job_whose_overrides_now_mean_another_configuration_runs_agai
     assert finished_results(cfg, overrides=["seed=3"]) is not None  # the same configuration: skipped
     elsewhere = compose("config", overrides=[f"paths.output_dir={out}", "seed=3", "paths.data_dir=/elsewhere"])
     assert finished_results(elsewhere, overrides=["seed=3"]) is not None  # where data is cached is not the job
+    quiet = compose("config", overrides=[f"paths.output_dir={out}", "seed=3", "trainer.enable_progress_bar=false"])
+    assert finished_results(quiet, overrides=["seed=3", "trainer.enable_progress_bar=false"]) is not None
     edited = compose("config", overrides=[f"paths.output_dir={out}", "seed=3", "optim.lr=0.001"])
     assert finished_results(edited, overrides=["seed=3"]) is None  # as if the preset behind seed=3 had changed
     assert "another configuration (optim.lr): running it again" in capsys.readouterr().out

@@ -16,11 +16,12 @@ from .results import hydra_overrides
 
 #: overrides that choose how a sweep is launched, not what a job is (``ckpt_path=last``: a resumed
 #: sweep's jobs continue from their own last.ckpt, scripts/experiment.py --resume)
-NOT_IDENTITY = ("skip_finished", "ckpt_path")
+NOT_IDENTITY = ("skip_finished", "ckpt_path", "trainer.enable_progress_bar")
 
 
 def identity(overrides: list[str]) -> list[str]:
-    """The overrides that make a job this job (``skip_finished=…``, ``ckpt_path=…`` left out)."""
+    """The overrides that make a job this job (``skip_finished``, ``ckpt_path`` and the progress
+    bar's switch left out)."""
     return [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in NOT_IDENTITY]
 
 
@@ -44,7 +45,7 @@ def finished_results(cfg: DictConfig, overrides: list[str] | None = None) -> dic
 
 
 #: config keys that say where a job reads and writes or how it is launched, not what it computes
-NOT_COMPARED = ("paths", "ckpt_path", "skip_finished")
+NOT_COMPARED = ("paths", "ckpt_path", "skip_finished", "trainer.enable_progress_bar")
 #: keys not compared at any depth (``dataset.data_dir``: where the data is cached, from paths.data_dir)
 NOT_COMPARED_ANYWHERE = ("data_dir",)
 
@@ -54,7 +55,7 @@ def changed_keys(before: dict, now: dict, prefix: str = "") -> list[str]:
     changed = []
     for key in sorted(set(before) | set(now)):
         name = f"{prefix}{key}"
-        if (not prefix and key in NOT_COMPARED) or key in NOT_COMPARED_ANYWHERE:
+        if name in NOT_COMPARED or key in NOT_COMPARED_ANYWHERE:
             continue
         a, b = before.get(key, "<absent>"), now.get(key, "<absent>")
         if isinstance(a, dict) and isinstance(b, dict):

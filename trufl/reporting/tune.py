@@ -139,7 +139,8 @@ def trials(runs: Path, keys: list[str], metric: str, searched: list[str] | None 
     rows = []
     for r in sorted(load(runs), key=job):
         rows.append({"trial": len(rows), **{k: _recorded(r, k) if k in searched else "" for k in keys},
-                     metric: value(r, metric) if status(r) == "finished" else None, "status": status(r)})
+                     metric: value(r, metric) if status(r) == "finished" else None, "status": status(r),
+                     "wall_time_s": round(r["wall_time_s"], 1) if r.get("wall_time_s") is not None else None})
     return rows
 
 
@@ -226,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
         chosen = best(rows, metric)
         table += [{"flow": flow, **r} for r in rows]
         record["flows"][flow] = {"command": shown_command(cmd), "start_command": shown_command(first), "wall_time_s": round(time.time() - start, 1),
+                                 "trials_wall_time_s": round(sum(r["wall_time_s"] or 0 for r in rows), 1),
                                  "space": space, "start": start_point, "chosen": chosen, "preset": None}
         if chosen is not None:
             preset = write_preset(args.search, flow, chosen, list(space), args.presets)
@@ -233,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{flow}: {len(rows)} trials, chosen {chosen}")
     args.results.mkdir(parents=True, exist_ok=True)
     with atomic_open(args.results / f"tuning_{args.search}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, ["flow", "trial", *keys, metric, "status"])
+        writer = csv.DictWriter(f, ["flow", "trial", *keys, metric, "status", "wall_time_s"])
         writer.writeheader()
         writer.writerows(table)
     write_json_atomic(args.results / f"tuning_{args.search}.json", record)

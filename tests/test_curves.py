@@ -92,7 +92,7 @@ def test_the_curve_experiments_reach_ten_thousand_steps_with_a_target(name):
     assert curves.log_steps and curves.target and curves.delta == 0.05
     for sweep in [spec["sweep"], *spec["blocks"].values()]:
         assert sweep["trainer.max_steps"] >= 10000 and sweep["logger"] == "csv"
-    assert "categorical" in spec["sweep"]["flow"]
+    assert "categorical" in spec["sweep"].get("flow", []) or f"{name.split('_')[1]}_categorical" in spec["sweep"].get("tuned", [])
 
 
 def test_the_final_evaluation_counts_at_the_runs_last_step_only_where_fit_did_not_validate(tmp_path):

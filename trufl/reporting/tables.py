@@ -121,7 +121,8 @@ def row_keys(group: list[str]) -> list[str]:
 
 
 #: overrides that say where a run ran or what it averages over, not what it is
-MACHINE_OVERRIDES = ("seed=", "paths.", "hydra.", "logger=", "trainer.enable_progress_bar=", "num_threads=")
+MACHINE_OVERRIDES = ("seed=", "paths.", "hydra.", "logger=", "trainer.enable_progress_bar=", "num_threads=", "ckpt_path=",
+                     "skip_finished=")
 
 
 def overrides_cell(runs: list[dict]) -> str:

@@ -37,6 +37,7 @@ def test_a_two_trial_search_starts_from_the_shared_configuration_records_every_t
     assert done.returncode == 0, done.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "results" / "tuning_toy.csv").open()))
     assert [r["trial"] for r in rows] == ["0", "1"] and {r["status"] for r in rows} == {"finished"}
+    assert [r["configuration"] for r in rows] == ["shared", "tuned"]
     values = [float(r["val/nll_bits"]) for r in rows]
     record = json.loads((tmp_path / "results" / "tuning_toy.json").read_text())
     # trial 0 is the job without a search: experiment=toy's lr, recon_weight 1
@@ -63,7 +64,9 @@ def test_a_two_trial_search_starts_from_the_shared_configuration_records_every_t
 def test_the_text_and_sets_searches_are_one_protocol():
     """One space, trial count and sampler on both tasks; each budget is its table's (the LM table's
     1500 steps with validation every 250, the sets table's 1000 with validation every 500)."""
-    text, sets = (yaml.safe_load((CONF / "hparams_search" / f"{name}.yaml").read_text()) for name in ("text", "sets"))
+    from trufl.reporting.tune import search_spec
+
+    text, sets = search_spec("text"), search_spec("sets")
     assert set(text["hydra"]["sweeper"]["params"]) == {"optim.lr", "latent_dim", "prior.transform", "prior.inputs",
                                                        "trainer.gradient_clip_val", "weighting"}
     for key in ("params", "n_trials", "sampler", "direction"):
@@ -86,7 +89,7 @@ def test_trial_zero_builds_the_same_model_as_the_job_without_overrides(flow):
     from trufl.reporting.tune import flow_space, search_spec, shared_point
 
     space = flow_space(search_spec("text")["hydra"]["sweeper"]["params"], flow)
-    point = shared_point("text", flow, list(space))
+    point = shared_point(flow, list(space))
     assert set(point) == set(space)
 
     def built(overrides):

@@ -87,9 +87,8 @@ def _run(cfg: DictConfig, out: Path, start: float, state: dict) -> dict[str, flo
     resumes_a_file = ckpt_path is not None and Path(str(ckpt_path)).is_file()
     logger = _resumed_logger(cfg, ckpt_path, out) if resumes_a_file else build_logger(cfg)
     trainer = state["trainer"] = build_trainer(cfg, logger, out)
-    for callback in trainer.callbacks:
-        if isinstance(callback, ResumeState):
-            callback.started = start  # a checkpoint's wall time counts from the job's start
+    if (resume_state := _resume_state(trainer)) is not None:
+        resume_state.started = start  # a checkpoint's wall time counts from the job's start
     try:
         if logger is not None:  # the resolved config, nested, plus the group choices (flow: trufl, …)
             logger.log_hyperparams({**to_container(cfg), "choices": res.hydra_choices()})
@@ -210,11 +209,15 @@ def _finished_results(cfg, start, trainer, module, task, metrics) -> dict:
     }
 
 
+def _resume_state(trainer) -> ResumeState | None:
+    return next((c for c in getattr(trainer, "callbacks", None) or [] if isinstance(c, ResumeState)), None)
+
+
 def _wall_time(trainer, start: float) -> dict:
     """``wall_time_s``: what the run has cost in all, the segments before a resume included
     (:class:`~trufl.resume.ResumeState` carries them in the checkpoint); a resumed run also says
     how much of it came before (``wall_time_before_resume_s``)."""
-    state = next((c for c in getattr(trainer, "callbacks", None) or [] if isinstance(c, ResumeState)), None)
+    state = _resume_state(trainer)
     earlier = state.earlier_wall_time_s if state is not None else 0.0
     return {"wall_time_s": earlier + time.time() - start, **({"wall_time_before_resume_s": earlier} if earlier else {})}
 

@@ -45,7 +45,7 @@ def finished_results(cfg: DictConfig, overrides: list[str] | None = None) -> dic
 
 
 #: config keys that say where a job reads and writes or how it is launched, not what it computes
-NOT_COMPARED = ("paths", "ckpt_path", "skip_finished", "trainer.enable_progress_bar")
+NOT_COMPARED = ("paths", *NOT_IDENTITY)
 #: keys not compared at any depth (``dataset.data_dir``: where the data is cached, from paths.data_dir)
 NOT_COMPARED_ANYWHERE = ("data_dir",)
 

@@ -101,8 +101,7 @@ def expected_wall_time(name: str, launcher: str, results: Path | None = None) ->
     if column is None:
         return None
     total, longest = column
-    jobs = parallel_jobs(launcher) if launcher != "slurm" else max(int(total // max(longest, 1e-9)), 1)
-    return max(total / jobs, longest)
+    return longest if launcher == "slurm" else max(total / parallel_jobs(launcher), longest)
 
 
 def finished_runs(runs: Path) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..skip_finished import NOT_IDENTITY
 from .formats import markdown, without, write_csv
 from .runs import NOT_APPLICABLE, group_value, load, not_applicable, status, value
 
@@ -121,8 +122,7 @@ def row_keys(group: list[str]) -> list[str]:
 
 
 #: overrides that say where a run ran or what it averages over, not what it is
-MACHINE_OVERRIDES = ("seed=", "paths.", "hydra.", "logger=", "trainer.enable_progress_bar=", "num_threads=", "ckpt_path=",
-                     "skip_finished=")
+MACHINE_OVERRIDES = ("seed=", "paths.", "hydra.", "logger=", "num_threads=", *(f"{key}=" for key in NOT_IDENTITY))
 
 
 def overrides_cell(runs: list[dict]) -> str:

@@ -45,13 +45,33 @@ from .runs import group_value, load, status, value
 TUNED = config_dir() / "tuned"
 
 
+def _compose(overrides: list[str]):
+    """The job config (with Hydra's) that ``train.py <overrides>`` would run."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
 def search_spec(search: str) -> dict:
-    """The preset ``trufl/conf/hparams_search/<search>.yaml``: its sweeper (space, trials, sampler) and budget."""
+    """The preset ``trufl/conf/hparams_search/<search>.yaml`` as composed (a preset may build on
+    another): ``hydra.sweeper`` (space, trials, sampler), the budget (``trainer``) and
+    ``optimized_metric``."""
+    from omegaconf import OmegaConf
+
     path = config_dir() / "hparams_search" / f"{search}.yaml"
     if not path.is_file():
         sys.exit(f"no search preset {path.relative_to(ROOT)} (trufl/conf/hparams_search/ has "
                  f"{', '.join(p.stem for p in sorted(path.parent.glob('*.yaml')))})")
-    return yaml.safe_load(path.read_text())
+    cfg = _compose([f"hparams_search={search}"])
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=False)
+    return {"hydra": {"sweeper": {k: sweeper[k] for k in ("direction", "n_trials", "sampler", "params")}},
+            "trainer": {k: cfg.trainer[k] for k in ("max_steps", "val_check_interval")},
+            "optimized_metric": cfg.optimized_metric}
 
 
 #: searched keys a flow does not have: its trials would repeat each other
@@ -85,22 +105,17 @@ def start_command(search: str, flow: str, runs: Path, extra: list[str], point: d
             f"hydra.run.dir={runs / f'start_{flow}'}", *(f"{k}={v}" for k, v in point.items()), *extra]
 
 
-def shared_point(search: str, flow: str, keys: list[str], extra: list[str] = (), resolve: bool = True) -> dict:
+def shared_point(flow: str, keys: list[str], extra: list[str] = (), resolve: set[str] | None = None) -> dict:
     """The values the job ``flow=<flow>`` (no search, no tuned preset) runs with, for ``keys``:
-    read from the composed config, and (``resolve``) where that says "each flow's own"
-    (``latent_dim: null``, ``prior.inputs``/``prior.transform: auto``) from the model it builds."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
+    read from the composed config, and for the keys in ``resolve`` (default: all) where that says
+    "each flow's own" (``latent_dim: null``, ``prior.inputs``/``prior.transform: auto``) from the
+    model it builds."""
     from ..builders import build_likelihood
     from ..config import _num_categories
     from ..priors.elementwise import MixtureTransform, SplineTransform
 
-    overrides = [f"flow={flow}", *(o for o in extra if not o.startswith(("hydra.", "~hydra.", "+hydra.")))]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    GlobalHydra.instance().clear()
+    cfg = _compose([f"flow={flow}", *(o for o in extra if not o.startswith(("hydra.", "~hydra.", "+hydra.")))])
+    resolve = set(keys) if resolve is None else resolve
     choices = cfg.hydra.runtime.choices
     model = None
     point = {}
@@ -111,7 +126,7 @@ def shared_point(search: str, flow: str, keys: list[str], extra: list[str] = (),
         node, *path = cfg, *key.split(".")
         for part in path:
             node = node.get(part) if node is not None else None
-        if resolve and (node is None or node == "auto"):
+        if key in resolve and (node is None or node == "auto"):
             model = model if model is not None else build_likelihood(cfg, _num_categories(cfg))
             if key == "latent_dim":
                 node = int(model.dequantiser.dim)
@@ -138,7 +153,8 @@ def trials(runs: Path, keys: list[str], metric: str, searched: list[str] | None 
 
     rows = []
     for r in sorted(load(runs), key=job):
-        rows.append({"trial": len(rows), **{k: _recorded(r, k) if k in searched else "" for k in keys},
+        rows.append({"configuration": "shared" if job(r) == -1 else "tuned",  # trial 0 is the shared configuration
+                     "trial": len(rows), **{k: _recorded(r, k) if k in searched else "" for k in keys},
                      metric: value(r, metric) if status(r) == "finished" else None, "status": status(r),
                      "wall_time_s": round(r["wall_time_s"], 1) if r.get("wall_time_s") is not None else None})
     return rows
@@ -195,12 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_intermixed_args(argv)
     spec = search_spec(args.search)
     sweeper = spec["hydra"]["sweeper"]
-    keys, metric = list(sweeper["params"]), spec.get("optimized_metric", "val/nll_bits")
+    keys, metric = list(sweeper["params"]), spec["optimized_metric"]
     out = (args.out or ROOT / "multirun" / "tuning" / args.search).resolve()
-    record = {"search": f"trufl/conf/hparams_search/{args.search}.yaml", "space": sweeper["params"], "metric": metric,
-              "direction": sweeper["direction"], "trials": sweeper["n_trials"], "sampler": sweeper["sampler"],
-              "budget": spec.get("trainer", {}), "flows": {}}
-    table = []
     # hydra.sweeper.n_trials=N among the overrides: N trials in all (trial 0 and N - 1 from the sampler)
     n_trials = int(sweeper["n_trials"])
     extra = []
@@ -209,12 +221,15 @@ def main(argv: list[str] | None = None) -> None:
             n_trials = int(o.split("=", 1)[1])
         else:
             extra.append(o)
-    record["trials"] = n_trials
+    record = {"search": f"trufl/conf/hparams_search/{args.search}.yaml", "space": sweeper["params"], "metric": metric,
+              "direction": sweeper["direction"], "trials": n_trials, "sampler": sweeper["sampler"],
+              "budget": spec["trainer"], "flows": {}}
+    table = []
     for flow in args.flows:
         space = flow_space(sweeper["params"], flow)
         dropped = [k for k in keys if k not in space]
-        start_point = shared_point(args.search, flow, list(space), args.overrides)
-        held = shared_point(args.search, flow, dropped, args.overrides, resolve=False)
+        values = shared_point(flow, keys, extra, resolve=set(space))  # the searched keys resolved, the held ones as configured
+        start_point, held = {k: values[k] for k in space}, {k: values[k] for k in dropped}
         first = start_command(args.search, flow, out / flow, extra, start_point)
         cmd = search_command(args.search, flow, out / flow, extra, held, trials=n_trials - 1)
         start = time.time()
@@ -235,7 +250,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{flow}: {len(rows)} trials, chosen {chosen}")
     args.results.mkdir(parents=True, exist_ok=True)
     with atomic_open(args.results / f"tuning_{args.search}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, ["flow", "trial", *keys, metric, "status", "wall_time_s"])
+        writer = csv.DictWriter(f, ["configuration", "flow", "trial", *keys, metric, "status", "wall_time_s"])
         writer.writeheader()
         writer.writerows(table)
     write_json_atomic(args.results / f"tuning_{args.search}.json", record)

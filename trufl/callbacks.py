@@ -4,7 +4,10 @@ chosen in ``trufl/conf/callbacks/``)."""
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -102,7 +105,8 @@ class LastCheckpoint(ModelCheckpoint):
             rank_zero_warn(f"{type(exception).__name__} on one rank: the latest periodic {self.path} is the resume point")
             return
         try:
-            self.save_now(trainer)
+            with _no_sigchld():  # another dataloader worker dying now would raise inside the save and cut it short
+                self.save_now(trainer)
         except OSError as err:  # e.g. the disk filled during a save: the error that stopped fitting stays the one raised
             if not self.path.is_file():
                 log.error("could not save the state of step %d (%s); no checkpoint was written", trainer.global_step, err)
@@ -120,6 +124,21 @@ class LastCheckpoint(ModelCheckpoint):
             exception.add_note(f"checkpoint of the state before this step: {kept}")
         else:
             log.warning("%s at step %d; resume with ckpt_path=%s", type(exception).__name__, trainer.global_step, self.path)
+
+
+@contextmanager
+def _no_sigchld():
+    """SIGCHLD at its default (ignored) for the body: PyTorch's handler raises in the main thread
+    when a dataloader worker dies, which during the save after a first worker's death would leave
+    the previous checkpoint. Outside the main thread (or without SIGCHLD) nothing changes."""
+    if not hasattr(signal, "SIGCHLD") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
 
 
 def progress_bar(refresh_rate: int = 50) -> pl.Callback:

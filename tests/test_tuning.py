@@ -105,3 +105,14 @@ def test_trial_zero_builds_the_same_model_as_the_job_without_overrides(flow):
     assert cfg0.get("weighting") == cfg1.get("weighting")
     if flow in ("trufl", "catnf"):
         assert point["latent_dim"] == {"trufl": 1, "catnf": 3}[flow]
+
+
+def test_overrides_typed_after_the_flows_reach_every_trial_and_an_unknown_flow_is_refused():
+    from trufl.reporting.tune import split_flows
+
+    flows, overrides = split_flows(["trufl", "catnf", "experiment=sets", "num_threads=1"], ["seed=1"])
+    assert flows == ["trufl", "catnf"] and overrides == ["experiment=sets", "num_threads=1", "seed=1"]
+    with pytest.raises(SystemExit, match="unknown flow.*'trufll'"):
+        split_flows(["trufll", "catnf"], [])
+    with pytest.raises(SystemExit, match="unknown flow"):
+        split_flows(["experiment=sets"], [])

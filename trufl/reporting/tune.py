@@ -199,6 +199,18 @@ def write_preset(search: str, flow: str, chosen: dict, keys: list[str], presets:
     return path
 
 
+def split_flows(flows: list[str], overrides: list[str]) -> tuple[list[str], list[str]]:
+    """``--flows a b key=value …`` as a user types it: argparse's ``nargs="+"`` takes the overrides
+    after the flows as flows too, so every ``key=value`` among them is an override; a flow name that
+    is not in trufl/conf/flow/ is an error (not a search that fails at its first trial)."""
+    known = sorted(p.stem for p in (config_dir() / "flow").glob("*.yaml"))
+    names = [f for f in flows if "=" not in f]
+    unknown = [f for f in names if f not in known]
+    if unknown or not names:
+        raise SystemExit(f"tune: unknown flow(s) {unknown or flows} (known: {', '.join(known)})")
+    return names, [*(f for f in flows if "=" in f), *overrides]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("search", help="a trufl/conf/hparams_search/ preset")
@@ -209,6 +221,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--presets", type=Path, default=TUNED, help="where the chosen presets go (default trufl/conf/tuned)")
     ap.add_argument("overrides", nargs="*", help="extra overrides for every trial (e.g. num_threads=1)")
     args = ap.parse_intermixed_args(argv)
+    args.flows, args.overrides = split_flows(args.flows, args.overrides)
     spec = search_spec(args.search)
     sweeper = spec["hydra"]["sweeper"]
     keys, metric = list(sweeper["params"]), spec["optimized_metric"]

@@ -18,6 +18,7 @@ from .context import CausalLSTMContext
 from .distributions import gather
 from .objective import Terms
 from .settings import Count, Injected, checked
+from .precision import flow_input
 
 
 class CategoricalLSTM(nn.Module):
@@ -43,7 +44,7 @@ class CategoricalLSTM(nn.Module):
 
     def log_probs(self, x: Tensor) -> Tensor:
         """``log p(x_t = k | x_{<t})`` ``[B, T, K]``."""
-        return F.log_softmax(self.net(x), dim=-1)
+        return F.log_softmax(flow_input(self.net(x)), dim=-1)  # float32 under bf16 autocast
 
     def terms(self, x: Tensor, mask: Tensor, condition=None) -> Terms:
         """Exact per-token log-likelihood ``[B, T]`` (see :meth:`Terms.exact`)."""

@@ -24,6 +24,7 @@ from .objective import Terms, bits_metrics, check_finite, iwbo, weighted_loss
 from .optim import OptimSettings
 from .sampling import EvalSettings, Generation, evaluate_generation
 from .weighting import Constant
+from .precision import no_autocast
 
 
 class LikelihoodModule(pl.LightningModule):
@@ -127,6 +128,10 @@ class LikelihoodModule(pl.LightningModule):
         return loss
 
     def _eval_step(self, split: str, batch: dict) -> None:
+        with no_autocast():  # trainer.precision=bf16-mixed trains in bf16; every reported number is float32
+            self._evaluate(split, batch)
+
+    def _evaluate(self, split: str, batch: dict) -> None:
         t, mask, condition = self.terms(batch)
         n = int(mask.sum())
         self._log_split(split, bits_metrics(t, mask), n, on_step=False, on_epoch=True, sync_dist=True)
@@ -142,7 +147,8 @@ class LikelihoodModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         task: Task = self.trainer.datamodule
-        self.generation = evaluate_generation(self.model, task, self.evaluation)
+        with no_autocast():  # samples from the float32 model (a bf16 inverse matches its forward only to bf16)
+            self.generation = evaluate_generation(self.model, task, self.evaluation)
         for name, value in self.generation.metrics.items():
             self.log(name, value)
 

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from ..distributions import NEG_INF, bounded, gaussian_log_pdf, inverse_softplus
 from ..settings import Count, Positive, checked
 from .base import ContextDim, Dequantiser, NumCategories, select_rows
+from ..precision import flow_input
 
 Variant = Literal["binary", "onehot"]
 
@@ -58,7 +59,7 @@ class SequenceEncoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.dim() != 2:
             raise ValueError(f"flow.encoder=bilstm reads whole sequences [B, T], got a tensor of shape {tuple(x.shape)}")
-        return self.out(self.context(self.lstm(self.embed(x.long()))[0])).chunk(2, dim=-1)
+        return flow_input(self.out(self.context(self.lstm(self.embed(x.long()))[0]))).chunk(2, dim=-1)
 
 
 class ArgmaxDequantiser(Dequantiser):

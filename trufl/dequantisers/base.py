@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from ..distributions import NEG_INF, gather
 from ..support import CausalDecoding, Support
 from ..settings import Count, Injected, NonNegativeInt, Range, checked
+from ..precision import flow_input
 
 #: K, from the task
 NumCategories = Injected[Annotated[int, Range(2)]]
@@ -140,7 +141,7 @@ class Dequantiser(nn.Module):
         without a context."""
         if self.context_net is None or context is None:
             return params
-        extra = self.context_net(context).view(*context.shape[:-1], self.num_categories, self.dim, -1)
+        extra = flow_input(self.context_net(context)).view(*context.shape[:-1], self.num_categories, self.dim, -1)
         shifted, start = [], 0
         for p in params:
             if p.dim() == 3:

@@ -18,6 +18,7 @@ from torch.nn import functional as F
 from ..distributions import LOG_UNIT_VARIANCE, bounded, logistic_log_pdf, sample_uniform
 from ..settings import Count, NonNegative, NonNegativeInt, Positive, Range, checked
 from .base import ContextDim, Dequantiser, NumCategories, select_rows
+from ..precision import flow_input
 
 
 class ConditionalAffineCoupling(nn.Module):
@@ -44,7 +45,7 @@ class ConditionalAffineCoupling(nn.Module):
     def _params(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
         y_a = y.index_select(-1, self.idx_a)
         h = h.expand(*y.shape[:-1], h.shape[-1])
-        log_s, t = self.net(torch.cat([y_a, h], dim=-1)).chunk(2, dim=-1)
+        log_s, t = flow_input(self.net(torch.cat([y_a, h], dim=-1))).chunk(2, dim=-1)
         return bounded(log_s, self.max_log_scale), t
 
     def forward(self, y: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
@@ -148,7 +149,7 @@ class CatNFDequantiser(Dequantiser):
         """Locations and log-scales ``[K, D]`` (``[..., K, D]`` with context) of the logistic
         ``z = loc + exp(log_scale)·e``, e standard logistic."""
         if self.parameterisation == "embedding":
-            b, s = self.encoder_linear(self.category_embedding.weight).chunk(2, dim=-1)
+            b, s = flow_input(self.encoder_linear(self.category_embedding.weight)).chunk(2, dim=-1)
             b, s = self._shift_by_context(context, b, s)
             t = torch.tanh(s)  # z = (ε + b)·e^t, ε = e/1.81: location b·e^t, log-scale t − log 1.81
             return b * t.exp(), t - LOG_UNIT_VARIANCE

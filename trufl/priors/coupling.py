@@ -25,6 +25,7 @@ from .base import LogisticBaseFlow
 from .conditioners import Block, GraphConditioner, GridConditioner, SetConditioner
 from .layers import ActNorm, InvertibleLinear
 from .transforms import MixtureLogisticCDF
+from ..precision import flow_input
 
 
 class CouplingPrior(LogisticBaseFlow):
@@ -107,7 +108,7 @@ class CouplingPrior(LogisticBaseFlow):
 
     def _params(self, layer: int, z: Tensor, mask: Tensor | None, condition: Condition | None) -> Tensor:
         a, b = self.halves[layer]
-        out = self.conditioners[layer](z[..., a], mask, condition)
+        out = flow_input(self.conditioners[layer](z[..., a], mask, condition))
         p = out.view(*z.shape[:-1], len(b), self.transform.num_params)
         if self.log_bounds is None:
             return p

@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..precision import flow_input, no_autocast
+
 
 
 class ActNorm(nn.Module):
@@ -68,10 +70,12 @@ class InvertibleLinear(nn.Module):
         self.weight = nn.Parameter(torch.linalg.qr(torch.randn(dim, dim))[0])
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return z @ self.weight.T, torch.linalg.slogdet(self.weight)[1].expand(z.shape[:-1])
+        with no_autocast():  # part of the flow: float32 under bf16 autocast
+            return z @ self.weight.T, torch.linalg.slogdet(self.weight)[1].expand(z.shape[:-1])
 
     def inverse(self, y: Tensor) -> Tensor:
-        return torch.linalg.solve(self.weight, y.unsqueeze(-1)).squeeze(-1)
+        with no_autocast():
+            return torch.linalg.solve(self.weight, y.unsqueeze(-1)).squeeze(-1)
 
 
 class MaskedLinear(nn.Linear):
@@ -141,4 +145,4 @@ class MaskedHead(nn.Module):
             a = F.gelu(self.inp(a))
         for layer in self.mid:
             a = F.gelu(layer(a)) + a
-        return self.out(a).view(*lead, self.dim, self.params_per_dim)
+        return flow_input(self.out(a)).view(*lead, self.dim, self.params_per_dim)

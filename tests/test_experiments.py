@@ -52,6 +52,25 @@ STAND_IN_FIGURE = (
 )
 
 
+def preset_flow(group: str, name: str) -> str:
+    """The flow a ``tuned=`` or ``recipe=`` preset selects (its ``override /flow: X`` default)."""
+    spec = yaml.safe_load((ROOT / "trufl" / "conf" / group / f"{name}.yaml").read_text())
+    return next(d["override /flow"] for d in spec.get("defaults", []) if isinstance(d, dict) and "override /flow" in d)
+
+
+def row_axes(sweep: dict, keys: list[str]) -> list[list]:
+    """Each row key's values in one sweep of an experiment file; ``flow`` from its presets when the
+    sweep names presets (``tuned``, ``recipe``) instead of flows."""
+    axes = []
+    for key in keys:
+        values = sweep.get(key)
+        if key == "flow" and values is None:
+            group = "tuned" if "tuned" in sweep else "recipe"
+            values = [preset_flow(group, name) for name in sweep[group]]
+        axes.append(values if isinstance(values, list) else [values])
+    return axes
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.stem)
 def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
@@ -73,10 +92,10 @@ def test_experiment_runs_end_to_end_at_a_tiny_size(tmp_path, data_dir, path):
     with open(out / "table.csv") as f:
         header, *rows = list(csv.reader(f))
     measured = [r for r in rows if r[header.index("seeds")] != "—"]
-    flows = set(spec["sweep"]["flow"])
-    axes = [spec["sweep"].get(key, [None]) for key in spec["rows"]]  # a row per combination of the row keys
-    assert len(measured) == math.prod(len(v) if isinstance(v, list) else 1 for v in axes)
-    assert {r[header.index("flow")] for r in measured} == flows
+    sweeps = [spec["sweep"], *(spec.get("blocks") or {}).values()]
+    # a row per combination of the row keys, in every sweep; a preset axis (tuned=, recipe=) names its flow
+    assert len(measured) == sum(math.prod(len(axis) for axis in row_axes(sweep, spec["rows"])) for sweep in sweeps)
+    assert {r[header.index("flow")] for r in measured} == {f for sweep in sweeps for f in row_axes(sweep, ["flow"])[0]}
     seeds = spec["sweep"]["seed"]
     assert {r[header.index("seeds")] for r in measured} == {str(len(seeds))}
     widths = header[-2:] if spec.get("widths") else []  # the learned boxes' mass: only flows with boxes have it

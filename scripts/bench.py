@@ -360,6 +360,15 @@ def render(r: dict) -> str:
     return "\n".join(out)
 
 
+def write_report(name: str, block: str, results: dict, report: str) -> str:
+    """``experiments/results/<name>.{json,md}`` and docs/performance.md's ``block``; what was written."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(RESULTS / f"{name}.json", results, indent=1)
+    write_text_atomic(RESULTS / f"{name}.md", report)
+    update_readme(block, report, PERFORMANCE_PAGE)
+    return f"wrote {RESULTS / name}.md, {RESULTS / name}.json and docs/performance.md's {block} section"
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
@@ -425,11 +434,7 @@ def main(argv=None) -> None:
     report = render(results).rstrip("\n") + "\n"  # as the page's block stores it
     print(report)
     if args.write:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(RESULTS / "bench.json", results, indent=1)
-        write_text_atomic(RESULTS / "bench.md", report)
-        update_readme("performance", report, PERFORMANCE_PAGE)
-        console.print(f"wrote {RESULTS / 'bench.md'}, {RESULTS / 'bench.json'} and docs/performance.md's performance section")
+        console.print(write_report("bench", "performance", results, report))
 
 
 if __name__ == "__main__":

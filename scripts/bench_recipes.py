@@ -33,15 +33,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import compose_cfg, machine, task_and_module  # noqa: E402
+from bench import compose_cfg, machine, task_and_module, write_report  # noqa: E402
 
-from trufl.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 from trufl.objective import weighted_loss  # noqa: E402
 from trufl.reporting.formats import markdown  # noqa: E402
-from trufl.reporting.readme import update as update_readme  # noqa: E402
-from trufl.reporting.repository import PERFORMANCE_PAGE, shown_command  # noqa: E402
+from trufl.reporting.repository import shown_command  # noqa: E402
 
-RESULTS = ROOT / "experiments" / "results"
 RECIPES = ["catnf_lm", "argmax_lm", "trufl_lm", "catnf_sets"]
 #: the reference code at the recipe's configuration, one thread, on this machine (2-core AMD EPYC,
 #: torch 2.13): seconds per training iteration (wall, uncontended) and peak resident MiB, and how
@@ -163,11 +160,7 @@ def main(argv=None) -> None:
     report = render(results)
     print(report)
     if args.write:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(RESULTS / "bench_recipes.json", results, indent=1)
-        write_text_atomic(RESULTS / "bench_recipes.md", report)
-        update_readme("recipes", report, PERFORMANCE_PAGE)
-        print(f"wrote {RESULTS / 'bench_recipes.md'}, {RESULTS / 'bench_recipes.json'} and docs/performance.md's recipes section")
+        print(write_report("bench_recipes", "recipes", results, report))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ def test_results_page_section_is_what_the_script_makes_from_the_committed_output
     assert block(RESULTS_PAGE.read_text(), BLOCK) == section()
 
 
-def test_performance_page_section_is_the_committed_benchmark():
-    """docs/performance.md's block is exactly what ``make bench`` last wrote."""
-    bench = (PERFORMANCE_PAGE.parents[1] / "experiments" / "results" / "bench.md").read_text()
-    assert block(PERFORMANCE_PAGE.read_text(), "performance") == bench
+@pytest.mark.parametrize("name,report", [("performance", "bench.md"), ("recipes", "bench_recipes.md")])
+def test_performance_page_sections_are_the_committed_benchmarks(name, report):
+    """docs/performance.md's blocks are exactly what ``make bench`` / ``make bench-recipes`` last wrote."""
+    bench = (PERFORMANCE_PAGE.parents[1] / "experiments" / "results" / report).read_text()
+    assert block(PERFORMANCE_PAGE.read_text(), name) == bench

@@ -290,3 +290,23 @@ def test_an_experiments_blocks_run_as_sweeps_of_their_own(tmp_path, monkeypatch)
     assert not any(a.startswith("flow=") for a in ran[1])  # a block is a whole sweep, not the main one's axes
     record = json.loads((tmp_path / "sweep.json").read_text())
     assert record["block_commands"] == [shown_command(ran[1])]
+
+
+def test_a_table_refuses_one_job_in_two_run_directories(tmp_path):
+    """An experiment file whose axes changed leaves its earlier job directories beside the new ones
+    under --resume (0_trufl… then 1_trufl…): the same job twice, which the table must not average."""
+    from trufl.reporting.experiment import refuse_repeated_jobs
+
+    def job(name: str, overrides: list[str], seed: int = 0) -> None:
+        (tmp_path / name).mkdir(parents=True)
+        (tmp_path / name / "results.json").write_text(json.dumps({"status": "finished", "overrides": overrides,
+                                                                  "config": {"seed": seed}}))
+
+    job("0_trufl_sets", ["flow=trufl", "seed=0"])
+    job("1_catnf_sets", ["flow=catnf", "seed=0"])
+    job("2_trufl_sets", ["flow=trufl", "seed=1"], seed=1)
+    job("tuned/0_trufl_sets", ["tuned=sets_trufl", "seed=0"])
+    refuse_repeated_jobs(tmp_path)  # another seed, another block: different jobs
+    job("1_trufl_sets", ["flow=trufl", "seed=0", "ckpt_path=last"])  # resumed: not part of what the job is
+    with pytest.raises(SystemExit, match=r"same job in more than one run directory \(0_trufl_sets and 1_trufl_sets\)"):
+        refuse_repeated_jobs(tmp_path)

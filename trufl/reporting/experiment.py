@@ -49,14 +49,33 @@ from ..atomic import write_text_atomic
 from .curves import CurveSpec, add_steps_column, read_curves, target_value, write_curves_csv
 from .plot_curves import plot_curves
 from .repository import ROOT
+from ..skip_finished import identity
 from .runs import group_value, load, status
 from .spec import read_spec
 from .sweep import recorded_wall_time, run_sweep
 from .tables import UnknownMetricError, build_table, row_keys
 
 
+def refuse_repeated_jobs(runs: Path) -> None:
+    """Stop when one job (the same overrides and seed) sits in more than one run directory: it is
+    the same run twice, not two seeds. A file whose axes changed does this under ``--resume``: the
+    job numbers in the directory names move, and the earlier version's directories stay beside the
+    new ones, where the table would average them without a word."""
+    dirs: dict[tuple, list[Path]] = {}
+    for path in sorted(runs.rglob("results.json")):
+        result = json.loads(path.read_text())
+        if result.get("overrides"):
+            key = (tuple(sorted(identity(result["overrides"]))), result.get("config", {}).get("seed"))
+            dirs.setdefault(key, []).append(path.parent.relative_to(runs))
+    twice = [" and ".join(map(str, d)) for d in dirs.values() if len(d) > 1]
+    if twice:
+        sys.exit(f"{runs}: the same job in more than one run directory ({'; '.join(twice)}): runs of an earlier "
+                 "version of the experiment file? Delete the older directories (or start again with --fresh)")
+
+
 def table(spec: dict, runs: Path) -> tuple[list[str], list[list[str]]]:
     """Measured rows from ``runs`` then the published rows; every column labelled."""
+    refuse_repeated_jobs(runs)
     columns = spec["columns"]
     sources = [c["source"] for c in columns]
     digits = {c["source"]: c.get("digits", 3) for c in columns}

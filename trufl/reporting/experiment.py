@@ -22,7 +22,8 @@ A sweep starts again on the same ``<out>/runs`` with ``--resume``: the jobs whos
 ``results.json`` says ``finished`` are skipped (``skip_finished``, :mod:`trufl.skip_finished`), the failed,
 interrupted and missing ones run, each continuing from its own ``checkpoints/last.ckpt`` when it
 has one (``ckpt_path=last``: a 10k-step curve run cut off at step 7000 loses at most 500 steps); ``--fresh`` deletes the earlier runs first; with neither, an
-``<out>/runs`` that holds runs already is refused (a table must not mix two sweeps unknowingly).
+``<out>/runs`` that holds runs already is refused (a table must not mix two sweeps unknowingly), and a
+table that finds one job in two run directories (an earlier version of the file's jobs) stops and names them.
 
 Output under ``<out>`` (default multirun/experiments/<name>): ``table.md``, ``table.csv``,
 ``table.tex`` (booktabs), ``sweep.json`` (the sweep's command, as run from the repository root,

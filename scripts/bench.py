@@ -133,10 +133,13 @@ def task_and_module(cfg: DictConfig):
     return task, build_model(cfg, task.num_categories)
 
 
-def train_step(model, opt, batch: dict) -> None:
-    """One optimisation step on the unweighted loss: forward, backward, optimiser."""
+def train_step(model, opt, batch: dict, bf16: bool = False) -> None:
+    """One optimisation step on the unweighted loss: forward, backward, optimiser (the forward
+    under bf16 autocast with ``bf16``, as ``trainer.precision=bf16-mixed`` runs it)."""
     opt.zero_grad()
-    weighted_loss(model.terms(batch["x"], batch["mask"]), batch["mask"], 1.0, 1.0).backward()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = weighted_loss(model.terms(batch["x"], batch["mask"], batch.get("condition")), batch["mask"], 1.0, 1.0)
+    loss.backward()
     opt.step()
 
 
@@ -212,11 +215,11 @@ def rss_mib() -> dict:
     return {"rss": fields.get("VmRSS", peak), "peak": peak}
 
 
-def memory_probe(name: str, steps: int, data_dir: str | None) -> dict:
+def memory_probe(overrides: list[str], steps: int, data_dir: str | None) -> dict:
     """In this (fresh) process: resident set before the model and peak after ``steps``
-    training steps of contender ``name``."""
+    training steps of the job with ``overrides``; its parameter count."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_cfg(CONTENDERS[name], Path(tmp), data_dir)
+        cfg = compose_cfg(overrides, Path(tmp), data_dir)
         task = build(cfg.dataset)
         task.setup()
         loader = iter(task.train_dataloader())
@@ -227,14 +230,15 @@ def memory_probe(name: str, steps: int, data_dir: str | None) -> dict:
         opt = torch.optim.Adam(module.parameters())
         for b in batches:
             train_step(module.model, opt, b)
-    return {"before_model_mib": before, "peak_mib": rss_mib()["peak"]}
+    return {"before_model_mib": before, "peak_mib": rss_mib()["peak"],
+            "parameters": sum(p.numel() for p in module.parameters())}
 
 
-def peak_memory(names: list[str], steps: int, data_dir: str | None) -> dict[str, dict]:
-    """Run :func:`memory_probe` for each contender in its own process."""
+def peak_memory(jobs: dict[str, list[str]], steps: int, data_dir: str | None) -> dict[str, dict]:
+    """Run :func:`memory_probe` for each named job (its overrides) in a process of its own."""
     out = {}
-    for name in names:
-        cmd = [sys.executable, __file__, "--memory-probe", name, "--steps", str(steps)]
+    for name, overrides in jobs.items():
+        cmd = [sys.executable, __file__, "--memory-probe", json.dumps(overrides), "--steps", str(steps)]
         if data_dir:
             cmd += ["--data-dir", data_dir]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -397,7 +401,7 @@ def main(argv=None) -> None:
     ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.memory_probe:
-        print(json.dumps(memory_probe(args.memory_probe, args.steps, args.data_dir)))
+        print(json.dumps(memory_probe(json.loads(args.memory_probe), args.steps, args.data_dir)))
         return
     start, console = time.time(), Console()
     names = [BASELINE] + [n for n in CONTENDERS if n != BASELINE and (not args.only or n in args.only)]
@@ -410,7 +414,7 @@ def main(argv=None) -> None:
         console.print(f"[bold]2/6[/] full Lightning loop ({args.rounds} × {args.loop_steps} steps per model, interleaved)")
         loop = loop_steps(loop_cfgs, args.loop_steps, args.rounds)
         console.print("[bold]3/6[/] peak memory (a process per model)")
-        memory = peak_memory(names, args.memory_steps, args.data_dir)
+        memory = peak_memory({n: CONTENDERS[n] for n in names}, args.memory_steps, args.data_dir)
         console.print("[bold]4/6[/] sampling")
         sampling = []
         for prior, (overrides, batch_sizes) in SAMPLERS.items():

@@ -16,12 +16,8 @@ commands in docs/baselines.md); they are recorded numbers, marked as such, not r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import resource
-import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,9 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import compose_cfg, machine, task_and_module, write_report  # noqa: E402
+from bench import compose_cfg, machine, peak_memory, stats, task_and_module, train_step, write_report  # noqa: E402
 
-from trufl.objective import weighted_loss  # noqa: E402
 from trufl.reporting.formats import markdown  # noqa: E402
 from trufl.reporting.repository import shown_command  # noqa: E402
 
@@ -46,18 +41,9 @@ RECIPES = ["catnf_lm", "argmax_lm", "trufl_lm", "catnf_sets"]
 REFERENCE = {
     "catnf_lm": (0.276, 729, "CategoricalNF text8 loop, 1500 iterations, uncontended (2026-12-01)"),
     "argmax_lm": (0.629, 923, "argmax_flows AR text8 loop, 1500 iterations, CPU s/iteration (2026-12-01)"),
-    "catnf_sets": (1.253, 4935, "CategoricalNF set-shuffling loop, 60 iterations, uncontended (2026-12-01); "
+    "catnf_sets": (1.058, 4935, "CategoricalNF set-shuffling loop, 60 iterations, idle machine (2026-12-02); "
                                 "4.6 GB of its memory is torch.randperm(1e8) for its 1e8-long dataset"),
 }
-
-
-def step(model, opt, batch: dict, bf16: bool) -> None:
-    """One optimisation step on the unweighted loss, under bf16 autocast or not."""
-    opt.zero_grad()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        loss = weighted_loss(model.terms(batch["x"], batch["mask"], batch.get("condition")), batch["mask"], 1.0, 1.0)
-    loss.backward()
-    opt.step()
 
 
 def step_times(recipe: str, steps: int, data_dir: str | None, tmp: Path, warmup: int = 2) -> dict[str, list[float]]:
@@ -71,38 +57,10 @@ def step_times(recipe: str, steps: int, data_dir: str | None, tmp: Path, warmup:
     for i, batch in enumerate(batches):
         for name in times:
             start = time.perf_counter()
-            step(module.model, opt, batch, name == "bf16")
+            train_step(module.model, opt, batch, name == "bf16")
             if i >= warmup:
                 times[name].append(time.perf_counter() - start)
     return times
-
-
-def memory_probe(recipe: str, steps: int, data_dir: str | None) -> dict:
-    """Peak resident MiB of this process after building ``recipe`` and ``steps`` float32 steps."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_cfg([f"recipe={recipe}"], Path(tmp), data_dir)
-        task, module = task_and_module(cfg)
-        loader = iter(task.train_dataloader())
-        opt = torch.optim.Adam(module.parameters(), lr=cfg.optim.lr)
-        for _ in range(steps):
-            step(module.model, opt, next(loader), False)
-    return {"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "parameters": sum(p.numel() for p in module.parameters())}
-
-
-def peak_memory(recipe: str, steps: int, data_dir: str | None) -> dict:
-    cmd = [sys.executable, __file__, "--memory-probe", recipe, "--steps", str(steps)]
-    if data_dir:
-        cmd += ["--data-dir", data_dir]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def median_range(seconds: list[float]) -> dict:
-    return {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "n": len(seconds)}
 
 
 def render(r: dict) -> str:
@@ -138,12 +96,8 @@ def main(argv=None) -> None:
     ap.add_argument("--recipes", nargs="+", default=RECIPES, choices=RECIPES)
     ap.add_argument("--data-dir", default=None, help="data cache (default: paths.data_dir)")
     ap.add_argument("--write", action="store_true", help="write experiments/results/bench_recipes.{md,json} and docs/performance.md's block")
-    ap.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    if args.memory_probe:
-        print(json.dumps(memory_probe(args.memory_probe, args.memory_steps, args.data_dir)))
-        return
     import tempfile
 
     start, out = time.time(), {}
@@ -151,8 +105,8 @@ def main(argv=None) -> None:
         for i, recipe in enumerate(args.recipes):
             print(f"{recipe}: {args.steps} steps in float32 and bf16-mixed, then peak memory", flush=True)
             times = step_times(recipe, args.steps, args.data_dir, Path(tmp) / str(i))
-            out[recipe] = {name: median_range(v) for name, v in times.items()}
-            out[recipe]["memory"] = peak_memory(recipe, args.memory_steps, args.data_dir)
+            out[recipe] = {name: stats(v) for name, v in times.items()}
+            out[recipe]["memory"] = peak_memory({recipe: [f"recipe={recipe}"]}, args.memory_steps, args.data_dir)[recipe]
     shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write"]
     results = {"args": vars(args), "date": time.strftime("%Y-%m-%d"), "machine": machine(), "platform": platform.platform(),
                "torch": torch.__version__, "command": shown_command(["python", "scripts/bench_recipes.py", *shown]),

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trufl.condition import Condition
-from trufl.dequantisers import ArgmaxDequantiser, CatNFDequantiser
+from trufl.dequantisers import ArgmaxDequantiser
 from trufl.precision import flow_input, no_autocast
 from trufl.priors import GraphCouplingPrior, SetCouplingPrior
 from trufl.support import Support

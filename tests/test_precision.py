@@ -9,7 +9,9 @@ import torch
 
 from trufl.condition import Condition
 from trufl.dequantisers import ArgmaxDequantiser
-from trufl.precision import flow_input, no_autocast
+from trufl.precision import attention, flow_input, no_autocast
+from trufl.priors.attention import causal_mask
+from trufl.priors.conditioners import SetConditioner
 from trufl.priors import GraphCouplingPrior, SetCouplingPrior
 from trufl.support import Support
 
@@ -107,6 +109,36 @@ def test_flow_input_casts_only_half_precision_and_no_autocast_switches_it_off():
         assert (a @ a).dtype == torch.bfloat16
         with no_autocast():
             assert (a @ a).dtype == torch.float32
+
+
+def test_cpu_attention_on_bf16_inputs_is_float32_attention_of_those_inputs():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 6, 8).bfloat16() for _ in range(3))
+    mask = causal_mask(6, torch.bfloat16)
+    with bf16():
+        out = attention(q, k, v, mask)
+    exact = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask.float())
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(out, exact.bfloat16())  # float32 attention, rounded once at the end
+    fused_bf16 = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert (fused_bf16.float() - exact).abs().max() > 0  # the bf16 kernel is a different computation
+
+
+def test_set_conditioner_under_cpu_autocast_takes_the_composed_attention_kernel_and_only_rounds():
+    torch.manual_seed(0)
+    net = SetConditioner(4, 3, hidden=32, heads=4, layers=2, block="catnf")
+    h = torch.randn(5, 7, 4)
+    mask = torch.ones(5, 7, dtype=torch.bool)
+    mask[0, 5:] = False
+    with torch.no_grad():
+        out32 = net(h, mask)
+        with bf16(), torch.profiler.profile() as prof:
+            out = net(h, mask)
+    ops = {e.key for e in prof.key_averages()}
+    assert "aten::_scaled_dot_product_flash_attention_for_cpu" not in ops and "aten::bmm" in ops
+    assert out.dtype == torch.bfloat16
+    err = (out.float() - out32).abs().max()
+    assert 0 < err < 0.1 * out32.abs().max()
 
 
 def test_bf16_mixed_trains_in_bf16_and_reports_float32_numbers(make_cfg, tmp_path):

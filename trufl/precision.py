@@ -8,15 +8,23 @@ becomes float32 where the flow reads it (:func:`flow_input`), and the flow's own
 algebra runs with autocast off (:func:`no_autocast`). The density is then exactly a density:
 its parameters are a (bf16-rounded) function of what they condition on, and everything from
 the parameters to log p is float32, as without autocast. Outside autocast both are no-ops.
+
+Attention is the exception to "bf16 is faster": on a CPU (torch 2.13) the fused attention
+kernel's backward in bf16 is about 8× slower than in float32 (docs/performance.md#recipes), so
+on CPU :func:`attention` runs it in float32 and :func:`cpu_attention_kernels` makes PyTorch's own
+attention layers (``nn.TransformerEncoderLayer``) take the composed kernel, which is fast in bf16.
+On a GPU both leave attention to autocast.
 """
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
-from typing import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
+from typing import ContextManager, Iterator
 
 import torch
 from torch import Tensor
+from torch.nn import functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 _HALF = (torch.bfloat16, torch.float16)
 
@@ -35,3 +43,27 @@ def no_autocast() -> Iterator[None]:
             if torch.is_autocast_enabled(device):
                 stack.enter_context(torch.autocast(device_type=device, enabled=False))
         yield
+
+
+def _cpu_half(t: Tensor) -> bool:
+    return t.device.type == "cpu" and (t.dtype in _HALF or torch.is_autocast_enabled("cpu"))
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask=mask)`` (``[B, heads, T, d]``), in
+    float32 where the inputs are half precision on a CPU (module docstring), returned in the
+    inputs' dtype."""
+    if not _cpu_half(q):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with no_autocast():
+        att = F.scaled_dot_product_attention(flow_input(q), flow_input(k), flow_input(v),
+                                             attn_mask=None if mask is None else flow_input(mask))
+    return att.to(q.dtype)
+
+
+def cpu_attention_kernels(x: Tensor) -> ContextManager:
+    """Around PyTorch's attention layers (which call the fused kernel themselves): the composed
+    ("math") kernel under CPU autocast, where the fused one is slow in bf16; otherwise nothing."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+        return sdpa_kernel([SDPBackend.MATH])
+    return nullcontext()

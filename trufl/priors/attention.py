@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
+
+from ..precision import attention
 
 
 class AttentionBlock(nn.Module):
@@ -40,7 +41,7 @@ class AttentionBlock(nn.Module):
         return (mask + torch.einsum("brqk,rh->bhqk", relations, self.relation_bias)).to(dtype)
 
     def _attend(self, x: Tensor, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, relations: Tensor | None) -> Tensor:
-        att = F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(mask, relations, q.dtype))
+        att = attention(q, k, v, self._mask(mask, relations, q.dtype))
         B, _, T, _ = att.shape
         x = x + self.drop(self.proj(att.transpose(1, 2).reshape(B, T, -1)))
         return x + self.drop(self.mlp(self.norm2(x)))

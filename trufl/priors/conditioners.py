@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..condition import Condition, adjacency_of, grid_units
+from ..precision import cpu_attention_kernels
 from .attention import AttentionBlock
 
 #: the network around a conditioner's attention layers (module docstring)
@@ -73,7 +74,10 @@ class SetConditioner(nn.Module):
 
     def forward(self, h: Tensor, mask: Tensor | None, condition: Condition | None = None) -> Tensor:
         pad = None if mask is None else ~mask
-        return self.head(self.encoder(self.embed(h), src_key_padding_mask=pad))
+        x = self.embed(h)
+        with cpu_attention_kernels(x):
+            x = self.encoder(x, src_key_padding_mask=pad)
+        return self.head(x)
 
 
 class GraphConditioner(nn.Module):

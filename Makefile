@@ -6,7 +6,7 @@ RESULTS ?= experiments/results
 EXPERIMENT_FILES = $(basename $(notdir $(wildcard experiments/*.yaml)))
 
 .DEFAULT_GOAL := help
-.PHONY: help install train toy toy-table reproduce results-section baseline-curves experiment-lm experiment-sets experiment-graphs experiment-sudoku experiments test test-slow bench bench-recipes clean
+.PHONY: help install train toy toy-table reproduce results-section baseline-curves experiment-lm experiment-sets experiment-graphs experiment-sudoku experiments test test-slow bench bench-recipes bench-launcher clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
@@ -68,6 +68,9 @@ bench: ## speed/memory table vs a plain LSTM LM (step, full loop, memory, sampli
 
 bench-recipes: ## the papers' recipes' step time (float32, bf16-mixed) and memory next to their reference code's; writes docs/performance.md's recipes block
 	$(PYTHON) scripts/bench_recipes.py --write $(ARGS)
+
+bench-launcher: ## a small sweep with the local launcher (one-thread jobs, as many as cores) against one job with every thread; writes docs/performance.md's launcher block
+	$(PYTHON) scripts/bench_launcher.py --write $(ARGS)
 
 clean: ## remove run outputs (not the data cache)
 	rm -rf outputs multirun

@@ -1,0 +1,104 @@
+"""Sweeps on this machine's cores: the local launcher (as many one-thread jobs as cores) against
+one job at a time with every thread (docs/performance.md#launcher).
+
+Both run the same small sweep end to end — every flow of a task, training, validation, the
+test-time evaluation and sampling, as ``make reproduce`` runs them — through ``train.py -m`` in
+a fresh process, so the times include start-up and data. The two settings alternate
+(A B B A …) so that load drift hits both alike; each time is the whole sweep's wall clock.
+
+    python scripts/bench_launcher.py [--task sets] [--steps 300] [--rounds 2] [--write]
+    make bench-launcher                              # the same, with --write
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench import machine, stats, write_report  # noqa: E402
+
+from trufl.reporting.formats import markdown  # noqa: E402
+from trufl.reporting.repository import shown_command  # noqa: E402
+
+#: the sweep each task runs: its experiment preset's overrides, every flow
+TASKS = {
+    "sets": ["experiment=sets", "dataset=sets_shuffle", "flow=categorical,trufl,catnf,argmax"],
+    "text": ["dataset=text", "flow=categorical,trufl,catnf,argmax"],
+}
+#: the settings compared: launcher overrides (the local launcher sets one torch thread per job)
+SETTINGS = {
+    "local launcher, 1 thread × cores jobs": ["hydra/launcher=local", f"hydra.launcher.n_jobs={os.cpu_count()}"],
+    "one job at a time, cores threads": ["hydra/launcher=basic", f"num_threads={os.cpu_count()}"],
+}
+
+
+def sweep_seconds(task: str, setting: list[str], steps: int, out: Path, data_dir: str | None) -> float:
+    """Wall seconds of ``train.py -m`` over the task's flows with the launcher ``setting``."""
+    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *TASKS[task], *setting, "seed=0", "logger=csv",
+           f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(steps // 2, 1)}",
+           "trainer.enable_progress_bar=false", f"hydra.sweep.dir={out}"]
+    if data_dir:
+        cmd.append(f"paths.data_dir={data_dir}")
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"the sweep failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def render(r: dict) -> str:
+    names = list(r["settings"])
+    first = r["settings"][names[0]]
+    rows = [[name, f"{s['median']:.0f} ({s['min']:.0f}–{s['max']:.0f})", f"{s['median'] / first['median']:.2f}"]
+            for name, s in r["settings"].items()]
+    return "\n".join([
+        f"Measured {r['date']} on {r['machine']}, torch {r['torch']}; `{r['command']}` ({r['wall_s'] / 60:.0f} min). "
+        f"The {r['args']['task']} sweep ({', '.join(TASKS[r['args']['task']])}), {r['args']['steps']} steps per run, "
+        f"seed 0; whole-sweep wall seconds, median (min–max) of {r['args']['rounds']} alternated rounds.",
+        "",
+        markdown(["setting", "sweep wall s", f"÷ {names[0]}"], rows),
+        "",
+    ])
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--task", choices=list(TASKS), default="sets")
+    ap.add_argument("--steps", type=int, default=300, help="training steps per run")
+    ap.add_argument("--rounds", type=int, default=2, help="runs of each setting, alternated A B B A …")
+    ap.add_argument("--data-dir", default=None, help="data cache (default: paths.data_dir)")
+    ap.add_argument("--write", action="store_true", help="write experiments/results/bench_launcher.{md,json} and docs/performance.md's block")
+    args = ap.parse_args(argv)
+    start, times = time.time(), {name: [] for name in SETTINGS}
+    order = [n for i in range(args.rounds) for n in (list(SETTINGS) if i % 2 == 0 else list(SETTINGS)[::-1])]
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, name in enumerate(order):
+            print(f"[{i + 1}/{len(order)}] {name}", flush=True)
+            times[name].append(sweep_seconds(args.task, SETTINGS[name], args.steps, Path(tmp) / str(i), args.data_dir))
+            print(f"    {times[name][-1]:.0f} s", flush=True)
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write"]
+    import torch
+
+    results = {"args": vars(args), "date": time.strftime("%Y-%m-%d"), "machine": machine(), "platform": platform.platform(),
+               "torch": torch.__version__, "command": shown_command(["python", "scripts/bench_launcher.py", *shown]),
+               "settings": {name: {**stats(t), "seconds": t} for name, t in times.items()},
+               "overrides": {"task": TASKS[args.task], **SETTINGS}, "wall_s": time.time() - start}
+    report = render(results)
+    print(report)
+    if args.write:
+        print(write_report("bench_launcher", "launcher", results, report))
+
+
+if __name__ == "__main__":
+    main()

@@ -109,3 +109,26 @@ def test_the_final_evaluation_counts_at_the_runs_last_step_only_where_fit_did_no
         csv.writer(f).writerow([5, 2.3, ""])  # max_steps 5, not a validation step: only the final evaluation has it
     (curve,) = read_curves(tmp_path / "b", "val/nll_bits")
     assert curve.steps == [2, 4, 5] and curve.values == [3.0, 2.5, 2.3]
+
+
+def test_curve_lines_say_each_runs_configuration_share_a_flows_colour_and_mark_unfinished_runs(tmp_path):
+    from trufl.reporting.plot_curves import run_lines
+
+    tuned = fake_run(tmp_path, "0_catnf", "catnf", 0, [(250, 3.0), (500, 2.5)])
+    paper = fake_run(tmp_path, "paper/0_catnf", "catnf", 0, [(250, 3.4)])
+    other = fake_run(tmp_path, "1_trufl", "trufl", 0, [(250, 2.2), (500, 2.1)])
+    for run, configuration, state in ((tuned, "tuned", "finished"), (paper, "paper", "interrupted"), (other, "tuned", "finished")):
+        result = json.loads((run / "results.json").read_text())
+        (run / "results.json").write_text(json.dumps({**result, "configuration": configuration, "status": state}))
+    lines = {line.label: line for line in run_lines([tuned, paper, other], "val/nll_bits", ["flow"])}
+    assert set(lines) == {"tuned catnf (2.500)", "paper catnf (3.400 at 250, interrupted)", "tuned trufl (2.100)"}
+    a, b, c = lines["tuned catnf (2.500)"], lines["paper catnf (3.400 at 250, interrupted)"], lines["tuned trufl (2.100)"]
+    assert a.color == b.color != c.color and (a.style, b.style) == ("-", "--")
+    assert (a.steps, a.values) == ([250, 500], [2.5 + 0.5, 2.5])
+
+
+def test_the_zoomed_panel_spans_the_lowest_value_to_just_above_the_target_line():
+    from trufl.reporting.plot_curves import Line, tail_limits
+
+    low, high = tail_limits([Line([1, 2], [4.4, 1.43], "a"), Line([1, 2], [1.9, 1.52], "b")], {"t": 1.459, "t + d": 1.509})
+    assert 1.38 <= low < 1.43 and 1.509 < high <= 1.6  # 4.4 (the first steps) is outside it

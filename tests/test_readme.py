@@ -25,8 +25,8 @@ def test_results_page_section_is_what_the_script_makes_from_the_committed_output
     assert block(RESULTS_PAGE.read_text(), BLOCK) == section()
 
 
-@pytest.mark.parametrize("name,report", [("performance", "bench.md"), ("recipes", "bench_recipes.md")])
+@pytest.mark.parametrize("name,report", [("performance", "bench.md"), ("recipes", "bench_recipes.md"), ("launcher", "bench_launcher.md")])
 def test_performance_page_sections_are_the_committed_benchmarks(name, report):
-    """docs/performance.md's blocks are exactly what ``make bench`` / ``make bench-recipes`` last wrote."""
+    """docs/performance.md's blocks are exactly what ``make bench`` / ``bench-recipes`` / ``bench-launcher`` last wrote."""
     bench = (PERFORMANCE_PAGE.parents[1] / "experiments" / "results" / report).read_text()
     assert block(PERFORMANCE_PAGE.read_text(), name) == bench

@@ -373,6 +373,21 @@ def write_report(name: str, block: str, results: dict, report: str) -> str:
     return f"wrote {RESULTS / name}.md, {RESULTS / name}.json and docs/performance.md's {block} section"
 
 
+def finish(script: str, name: str, block: str, args, argv: list[str] | None, start: float, render, **fields) -> dict:
+    """A bench's results: the common header (arguments, date, machine, torch, its command without
+    ``--write``) around ``fields``, and the wall time; prints ``render(results)`` and, with
+    ``args.write``, writes it (:func:`write_report`)."""
+    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write"]
+    results = {"args": vars(args), "date": time.strftime("%Y-%m-%d"), "machine": machine(), "platform": platform.platform(),
+               "torch": torch.__version__, "command": shown_command(["python", f"scripts/{script}", *shown]),
+               **fields, "wall_s": time.time() - start}
+    report = render(results)
+    print(report)
+    if args.write:
+        print(write_report(name, block, results, report))
+    return results
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,10 +23,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import machine, stats, write_report  # noqa: E402
+from bench import finish, stats  # noqa: E402
 
 from trufl.reporting.formats import markdown  # noqa: E402
-from trufl.reporting.repository import shown_command  # noqa: E402
 
 #: the sweep each task runs: its experiment preset's overrides, every flow
 TASKS = {
@@ -87,18 +85,9 @@ def main(argv=None) -> None:
             print(f"[{i + 1}/{len(order)}] {name}", flush=True)
             times[name].append(sweep_seconds(args.task, SETTINGS[name], args.steps, Path(tmp) / str(i), args.data_dir))
             print(f"    {times[name][-1]:.0f} s", flush=True)
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write"]
-    import torch
-
-    results = {"args": vars(args), "date": time.strftime("%Y-%m-%d"), "machine": machine(), "platform": platform.platform(),
-               "torch": torch.__version__, "command": shown_command(["python", "scripts/bench_launcher.py", *shown]),
-               "settings": {name: {**stats(t), "seconds": t} for name, t in times.items()},
-               "overrides": {"task": TASKS[args.task], **SETTINGS}, "wall_s": time.time() - start}
-    report = render(results)
-    print(report)
-    if args.write:
-        print(write_report("bench_launcher", "launcher", results, report))
-
+    finish("bench_launcher.py", "bench_launcher", "launcher", args, argv, start, render,
+           settings={name: {**stats(t), "seconds": t} for name, t in times.items()},
+           overrides={"task": TASKS[args.task], **SETTINGS})
 
 if __name__ == "__main__":
     main()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -29,10 +28,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench import compose_cfg, machine, peak_memory, stats, task_and_module, train_step, write_report  # noqa: E402
+from bench import compose_cfg, finish, peak_memory, stats, task_and_module, train_step  # noqa: E402
 
 from trufl.reporting.formats import markdown  # noqa: E402
-from trufl.reporting.repository import shown_command  # noqa: E402
 
 RECIPES = ["catnf_lm", "argmax_lm", "trufl_lm", "catnf_sets"]
 #: the reference code at the recipe's configuration, one thread, on this machine (2-core AMD EPYC,
@@ -107,14 +105,8 @@ def main(argv=None) -> None:
             times = step_times(recipe, args.steps, args.data_dir, Path(tmp) / str(i))
             out[recipe] = {name: stats(v) for name, v in times.items()}
             out[recipe]["memory"] = peak_memory({recipe: [f"recipe={recipe}"]}, args.memory_steps, args.data_dir)[recipe]
-    shown = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--write"]
-    results = {"args": vars(args), "date": time.strftime("%Y-%m-%d"), "machine": machine(), "platform": platform.platform(),
-               "torch": torch.__version__, "command": shown_command(["python", "scripts/bench_recipes.py", *shown]),
-               "recipes": out, "reference": {k: list(v) for k, v in REFERENCE.items()}, "wall_s": time.time() - start}
-    report = render(results)
-    print(report)
-    if args.write:
-        print(write_report("bench_recipes", "recipes", results, report))
+    finish("bench_recipes.py", "bench_recipes", "recipes", args, argv, start, render,
+           recipes=out, reference={k: list(v) for k, v in REFERENCE.items()})
 
 
 if __name__ == "__main__":

@@ -26,29 +26,35 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from bench import finish, stats  # noqa: E402
 
 from trufl.reporting.formats import markdown  # noqa: E402
+from trufl.reporting.sweep import sweep_command, sweep_overrides  # noqa: E402
 
-#: the sweep each task runs: its experiment preset's overrides, every flow
+#: the sweep each task runs (an experiment file's ``sweep``): its preset, every flow
 TASKS = {
-    "sets": ["experiment=sets", "dataset=sets_shuffle", "flow=categorical,trufl,catnf,argmax"],
-    "text": ["dataset=text", "flow=categorical,trufl,catnf,argmax"],
+    "sets": {"experiment": "sets", "dataset": "sets_shuffle", "flow": ["categorical", "trufl", "catnf", "argmax"]},
+    "text": {"dataset": "text", "flow": ["categorical", "trufl", "catnf", "argmax"]},
 }
-#: the settings compared: launcher overrides (the local launcher sets one torch thread per job)
+#: the settings compared: a launcher and its overrides (the local launcher sets one torch thread per job)
 SETTINGS = {
-    "local launcher, 1 thread × cores jobs": ["hydra/launcher=local", f"hydra.launcher.n_jobs={os.cpu_count()}"],
-    "one job at a time, cores threads": ["hydra/launcher=basic", f"num_threads={os.cpu_count()}"],
+    "local launcher, 1 thread × cores jobs": ("local", [f"hydra.launcher.n_jobs={os.cpu_count()}"]),
+    "one job at a time, cores threads": ("basic", [f"num_threads={os.cpu_count()}"]),
 }
 
 
-def sweep_seconds(task: str, setting: list[str], steps: int, out: Path, data_dir: str | None) -> float:
-    """Wall seconds of ``train.py -m`` over the task's flows with the launcher ``setting``."""
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", *TASKS[task], *setting, "seed=0", "logger=csv",
-           f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(steps // 2, 1)}",
-           "trainer.enable_progress_bar=false", f"hydra.sweep.dir={out}"]
-    if data_dir:
-        cmd.append(f"paths.data_dir={data_dir}")
-    env = {**os.environ, "WANDB_MODE": "disabled"}
+def setting_overrides(name: str) -> list[str]:
+    """The setting as command-line overrides (``hydra/launcher=…`` first)."""
+    launcher, extra = SETTINGS[name]
+    return [f"hydra/launcher={launcher}", *extra]
+
+
+def sweep_seconds(task: str, setting: str, steps: int, out: Path, data_dir: str | None) -> float:
+    """Wall seconds of the task's sweep with the launcher ``setting``, built as ``make reproduce``
+    builds an experiment's sweep (:func:`trufl.reporting.sweep.sweep_command`)."""
+    launcher, extra = SETTINGS[setting]
+    run = ["seed=0", "logger=csv", f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(steps // 2, 1)}",
+           "trainer.enable_progress_bar=false", *([f"paths.data_dir={data_dir}"] if data_dir else [])]
+    cmd = sweep_command({"sweep": TASKS[task]}, out, False, [*extra, *run], launcher)
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "WANDB_MODE": "disabled"}, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"the sweep failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
@@ -62,7 +68,7 @@ def render(r: dict) -> str:
             for name, s in r["settings"].items()]
     return "\n".join([
         f"Measured {r['date']} on {r['machine']}, torch {r['torch']}; `{r['command']}` ({r['wall_s'] / 60:.0f} min). "
-        f"The {r['args']['task']} sweep ({', '.join(TASKS[r['args']['task']])}), {r['args']['steps']} steps per run, "
+        f"The {r['args']['task']} sweep ({', '.join(sweep_overrides({'sweep': TASKS[r['args']['task']]}))}), {r['args']['steps']} steps per run, "
         f"seed 0; whole-sweep wall seconds, median (min–max) of {r['args']['rounds']} alternated rounds.",
         "",
         markdown(["setting", "sweep wall s", f"÷ {names[0]}"], rows),
@@ -83,11 +89,11 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for i, name in enumerate(order):
             print(f"[{i + 1}/{len(order)}] {name}", flush=True)
-            times[name].append(sweep_seconds(args.task, SETTINGS[name], args.steps, Path(tmp) / str(i), args.data_dir))
+            times[name].append(sweep_seconds(args.task, name, args.steps, Path(tmp) / str(i), args.data_dir))
             print(f"    {times[name][-1]:.0f} s", flush=True)
     finish("bench_launcher.py", "bench_launcher", "launcher", args, argv, start, render,
            settings={name: {**stats(t), "seconds": t} for name, t in times.items()},
-           overrides={"task": TASKS[args.task], **SETTINGS})
+           overrides={"task": sweep_overrides({"sweep": TASKS[args.task]}), **{n: setting_overrides(n) for n in SETTINGS}})
 
 if __name__ == "__main__":
     main()

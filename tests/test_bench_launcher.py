@@ -19,9 +19,9 @@ import bench_launcher  # noqa: E402
 
 @pytest.mark.parametrize("setting", list(bench_launcher.SETTINGS))
 def test_each_launcher_setting_composes_with_the_timed_sweep(setting):
-    overrides = [o.split("=")[0] + "=" + o.split("=")[1].split(",")[0] for o in bench_launcher.TASKS["sets"]]
+    overrides = [f"{k}={v[0] if isinstance(v, list) else v}" for k, v in bench_launcher.TASKS["sets"].items()]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose("config", overrides=[*overrides, *bench_launcher.SETTINGS[setting]], return_hydra_config=True)
+        cfg = compose("config", overrides=[*overrides, *bench_launcher.setting_overrides(setting)], return_hydra_config=True)
     launcher = cfg.hydra.launcher._target_
     if "local" in setting:
         assert "joblib" in launcher.lower() and cfg.hydra.launcher.n_jobs == os.cpu_count() and not cfg.num_threads

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..atomic import atomic_open
 
-from .plot_curves import read_curve, save_lines
+from .plot_curves import Line, read_curve, save_lines
 
 
 def export_curve(run: Path, out: Path, metric: str = "val/nll_bits") -> list[tuple[int, float]]:
@@ -44,7 +44,7 @@ def plot(curves: dict[str, Path], out: Path, ylabel: str = "validation −ELBO (
     for label, path in curves.items():
         steps, values = read_points(path)
         style = "--" if "reference code" in label else "-"
-        lines.append((steps, values, f"{label} ({values[-1]:.3f} at {steps[-1]})", style))
+        lines.append(Line(steps, values, f"{label} ({values[-1]:.3f} at {steps[-1]})", style))
     return save_lines(lines, ylabel, out, figsize=(7, 4.5), legend_size=7)
 
 

@@ -61,17 +61,16 @@ def tail_limits(lines: list[Line], hlines: dict[str, float]) -> tuple[float, flo
     return low - pad, high + 3 * pad
 
 
-def save_lines(lines: list[Line | tuple], ylabel: str, out: Path,
+def save_lines(lines: list[Line], ylabel: str, out: Path,
                figsize: tuple[float, float] = (6, 4), legend_size: float | None = None,
                log_steps: bool = False, hlines: dict[str, float] | None = None) -> Path:
-    """One figure of :class:`Line` s (or ``(steps, values, label, style)``) against the training
-    step, saved to ``out``; ``log_steps``: a log-scaled step axis; ``hlines``: labelled horizontal
-    lines (a target), with a second panel zoomed onto them."""
+    """One figure of :class:`Line` s against the training step, saved to ``out``; ``log_steps``:
+    a log-scaled step axis; ``hlines``: labelled horizontal lines (a target), with a second panel
+    zoomed onto them."""
     matplotlib = require("matplotlib", "figures", "drawing learning curves")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = [line if isinstance(line, Line) else Line(*line) for line in lines]
     panels = 2 if hlines else 1
     fig, axes = plt.subplots(1, panels, figsize=(figsize[0] * (1.8 if panels == 2 else 1), figsize[1]), squeeze=False,
                              layout="constrained")
@@ -107,13 +106,13 @@ def run_lines(runs: list[Path], metric: str, group: list[str]) -> list[Line]:
     lines = []
     for run, result in zip(runs, results):
         steps, values = read_curve(run, metric)
+        configuration = str(group_value(result, "configuration"))
         label = " ".join(str(group_value(result, k)) for k in keys)
         if values:
             label += f" ({values[-1]:.3f}" + ("" if status(result) == "finished" else f" at {steps[-1]}, {status(result)}") + ")"
         else:
             label += f" (no validation yet, {status(result)})"
-        lines.append(Line(steps, values, label, CONFIGURATION_STYLES.get(str(group_value(result, "configuration")), "-"),
-                          colours[str(group_value(result, "flow"))]))
+        lines.append(Line(steps, values, label, CONFIGURATION_STYLES.get(configuration, "-"), colours[str(group_value(result, "flow"))]))
     return lines
 
 
